@@ -1,0 +1,54 @@
+/** Errors chanlayer reports. Every class is exported so callers can `instanceof` them. */
+
+/** `send` found the channel at capacity; the message was not written. */
+export class ChannelFull extends Error {
+  override name = 'ChannelFull';
+  constructor(readonly channel: string, readonly capacity: number) {
+    super(`Channel ${channel} is full (capacity ${capacity})`);
+  }
+}
+
+/** The encoded message is larger than `maxMessageBytes`. */
+export class MessageTooLarge extends Error {
+  override name = 'MessageTooLarge';
+  constructor(readonly size: number, readonly limit: number) {
+    super(`Message of ${size} bytes exceeds maxMessageBytes (${limit})`);
+  }
+}
+
+export class InvalidChannelName extends TypeError {
+  override name = 'InvalidChannelName';
+  constructor(readonly channel: unknown, reason: string) {
+    super(`Invalid channel name ${JSON.stringify(channel)}: ${reason}`);
+  }
+}
+
+export class InvalidGroupName extends TypeError {
+  override name = 'InvalidGroupName';
+  constructor(readonly group: unknown, reason: string) {
+    super(`Invalid group name ${JSON.stringify(group)}: ${reason}`);
+  }
+}
+
+/** Any method called after `close()`. */
+export class LayerClosed extends Error {
+  override name = 'LayerClosed';
+  constructor(layer: string) {
+    super(`${layer} is closed`);
+  }
+}
+
+/** Bad options given to a constructor, `fromConfig` or `configure()`. Thrown synchronously. */
+export class ConfigurationError extends Error {
+  override name = 'ConfigurationError';
+}
+
+/** A payload read from Redis could not be decoded (corrupt, foreign key, expired token). */
+export class UnreadablePayload extends Error {
+  override name = 'UnreadablePayload';
+}
+
+/** The error a receive rejects with when its signal aborts without a reason of its own. */
+export function abortReason(signal: AbortSignal): unknown {
+  return signal.reason ?? new DOMException('The operation was aborted', 'AbortError');
+}

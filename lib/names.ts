@@ -1,0 +1,40 @@
+/**
+ * Channel and group name rules, identical to Django Channels' (ASCII only, length < 100).
+ * A process-specific channel is `name!local`; its non-local name is everything up to and
+ * including the `!`, and that is what a Redis key and a shard are derived from.
+ */
+import { InvalidChannelName, InvalidGroupName } from './errors.ts';
+
+export const MAX_NAME_LENGTH = 100;
+const CHANNEL_RE = /^[a-zA-Z\d\-_.]+(![\w\-.]*)?$/;
+const GROUP_RE = /^[a-zA-Z\d\-_.]+$/;
+
+export function assertChannelName(channel: unknown): asserts channel is string {
+  if (typeof channel !== 'string') throw new InvalidChannelName(channel, 'not a string');
+  if (channel.length >= MAX_NAME_LENGTH) {
+    throw new InvalidChannelName(channel, `length must be < ${MAX_NAME_LENGTH}`);
+  }
+  if (!CHANNEL_RE.test(channel)) {
+    throw new InvalidChannelName(channel, 'only ASCII letters, digits, "-", "_", "." and one "!"');
+  }
+}
+
+export function assertGroupName(group: unknown): asserts group is string {
+  if (typeof group !== 'string') throw new InvalidGroupName(group, 'not a string');
+  if (group.length >= MAX_NAME_LENGTH) {
+    throw new InvalidGroupName(group, `length must be < ${MAX_NAME_LENGTH}`);
+  }
+  if (!GROUP_RE.test(group)) {
+    throw new InvalidGroupName(group, 'only ASCII letters, digits, "-", "_" and "."');
+  }
+}
+
+export function isProcessLocal(channel: string): boolean {
+  return channel.includes('!');
+}
+
+/** `specific.abc!xyz` → `specific.abc!`; a normal channel is its own non-local name. */
+export function nonLocalName(channel: string): string {
+  const bang = channel.indexOf('!');
+  return bang === -1 ? channel : channel.slice(0, bang + 1);
+}
