@@ -1,0 +1,193 @@
+/**
+ * Layer options: the camelCase shape of API.md, defaults, validation, and the translation of a
+ * Django `CONFIG` block (snake_case keys, `("host", port)` tuples) into it.
+ */
+import { ConfigurationError } from './errors.ts';
+
+/** A Redis host: a URL, `{ address, …ioredis options }`, or a Sentinel group. */
+export type HostEntry = string | AddressHost | SentinelHost;
+
+export interface AddressHost {
+  address: string;
+  [redisOption: string]: unknown;
+}
+
+export interface SentinelHost {
+  sentinels: Array<[string, number]>;
+  masterName: string;
+  db?: number;
+  username?: string;
+  password?: string;
+  sentinelKwargs?: { username?: string; password?: string };
+  [redisOption: string]: unknown;
+}
+
+export type CapacityRules = Record<string, number> | Array<[RegExp | string, number]>;
+
+export interface LayerOptions {
+  hosts?: HostEntry[];
+  prefix?: string;
+  expiry?: number;
+  groupExpiry?: number;
+  capacity?: number;
+  channelCapacity?: CapacityRules;
+  symmetricEncryptionKeys?: string[];
+  encryption?: 'fernet' | 'secretbox';
+  randomPrefixLength?: number;
+  serializerFormat?: string;
+  maxMessageBytes?: number;
+  sharding?: 'crc32' | 'ring';
+  onDisconnect?: (shard: number) => void;
+  onReconnect?: (shard: number) => void;
+  /** Where skipped payloads and connection trouble are reported; default `console`. */
+  logger?: Logger;
+}
+
+export interface Logger {
+  warn(message: string): void;
+}
+
+export interface ResolvedOptions {
+  hosts: HostEntry[];
+  prefix: string;
+  /** Milliseconds, from the `expiry` seconds option. */
+  expiryMs: number;
+  groupExpiryMs: number;
+  capacity: number;
+  capacityRules: Array<[RegExp, number]>;
+  symmetricEncryptionKeys: readonly string[] | undefined;
+  encryption: 'fernet' | 'secretbox';
+  randomPrefixLength: number;
+  serializerFormat: string;
+  maxMessageBytes: number;
+  sharding: 'crc32' | 'ring';
+}
+
+export const DEFAULTS = {
+  hosts: ['redis://localhost:6379'],
+  prefix: 'asgi',
+  expiry: 60,
+  groupExpiry: 86400,
+  capacity: 100,
+  encryption: 'fernet',
+  randomPrefixLength: 12,
+  serializerFormat: 'msgpack',
+  maxMessageBytes: 4 * 1024 * 1024,
+  sharding: 'crc32',
+} as const;
+
+function positive(name: string, value: unknown, { integer = false } = {}): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || (integer && !Number.isInteger(value))) {
+    throw new ConfigurationError(`${name} must be a positive ${integer ? 'integer' : 'number'}, got ${String(value)}`);
+  }
+  return value;
+}
+
+/** fnmatch-style glob (`*`, `?`, `[seq]`), anchored like Python's `fnmatch.translate`. */
+export function globToRegExp(glob: string): RegExp {
+  let re = '';
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i]!;
+    if (c === '*') re += '.*';
+    else if (c === '?') re += '.';
+    else if (c === '[') {
+      const end = glob.indexOf(']', i + 2);
+      if (end === -1) re += '\\[';
+      else {
+        let body = glob.slice(i + 1, end).replace(/\\/g, '\\\\');
+        if (body.startsWith('!')) body = '^' + body.slice(1);
+        re += `[${body}]`;
+        i = end;
+      }
+    } else re += c.replace(/[.+^${}()|\\\]-]/g, '\\$&');
+  }
+  return new RegExp(`^(?:${re})$`, 's');
+}
+
+function compileCapacities(rules: CapacityRules | undefined): Array<[RegExp, number]> {
+  if (rules === undefined || rules === null) return [];
+  const pairs = Array.isArray(rules) ? rules : Object.entries(rules);
+  return pairs.map(([pattern, cap]) => {
+    positive(`channelCapacity[${String(pattern)}]`, cap, { integer: true });
+    if (pattern instanceof RegExp) return [pattern, cap];
+    if (typeof pattern === 'string') return [globToRegExp(pattern), cap];
+    throw new ConfigurationError(`channelCapacity pattern must be a glob string or RegExp, got ${String(pattern)}`);
+  });
+}
+
+export function resolveOptions(input: LayerOptions = {}): ResolvedOptions {
+  if (input === null || typeof input !== 'object') throw new ConfigurationError('options must be an object');
+  const hosts = input.hosts ?? [...DEFAULTS.hosts];
+  if (!Array.isArray(hosts)) {
+    throw new ConfigurationError('hosts must be a list of Redis hosts, even if there is only one');
+  }
+  if (hosts.length === 0) throw new ConfigurationError('hosts must not be empty');
+  const keys = input.symmetricEncryptionKeys;
+  const sharding = input.sharding ?? DEFAULTS.sharding;
+  if (sharding !== 'crc32' && sharding !== 'ring') {
+    throw new ConfigurationError(`Unknown sharding "${String(sharding)}" (known: crc32, ring)`);
+  }
+  const prefix = input.prefix ?? DEFAULTS.prefix;
+  if (typeof prefix !== 'string') throw new ConfigurationError('prefix must be a string');
+  const serializerFormat = input.serializerFormat ?? DEFAULTS.serializerFormat;
+  if (typeof serializerFormat !== 'string') throw new ConfigurationError('serializerFormat must be a string');
+  const randomPrefixLength = input.randomPrefixLength ?? DEFAULTS.randomPrefixLength;
+  if (!Number.isInteger(randomPrefixLength) || randomPrefixLength < 0) {
+    throw new ConfigurationError(`randomPrefixLength must be a non-negative integer, got ${randomPrefixLength}`);
+  }
+  return {
+    hosts,
+    prefix,
+    expiryMs: positive('expiry', input.expiry ?? DEFAULTS.expiry) * 1000,
+    groupExpiryMs: positive('groupExpiry', input.groupExpiry ?? DEFAULTS.groupExpiry) * 1000,
+    capacity: positive('capacity', input.capacity ?? DEFAULTS.capacity, { integer: true }),
+    capacityRules: compileCapacities(input.channelCapacity),
+    // An empty list means no encryption, as in channels_redis; createCrypter checks the rest.
+    symmetricEncryptionKeys: Array.isArray(keys) && keys.length === 0 ? undefined : (keys ?? undefined),
+    encryption: input.encryption ?? DEFAULTS.encryption,
+    randomPrefixLength,
+    serializerFormat,
+    maxMessageBytes: positive('maxMessageBytes', input.maxMessageBytes ?? DEFAULTS.maxMessageBytes, {
+      integer: true,
+    }),
+    sharding,
+  };
+}
+
+export function capacityFor(opts: ResolvedOptions, channel: string): number {
+  for (const [re, cap] of opts.capacityRules) if (re.test(channel)) return cap;
+  return opts.capacity;
+}
+
+const SNAKE_KEYS: Record<string, string> = {
+  group_expiry: 'groupExpiry',
+  channel_capacity: 'channelCapacity',
+  symmetric_encryption_keys: 'symmetricEncryptionKeys',
+  random_prefix_length: 'randomPrefixLength',
+  serializer_format: 'serializerFormat',
+  max_message_bytes: 'maxMessageBytes',
+  on_disconnect: 'onDisconnect',
+  on_reconnect: 'onReconnect',
+  master_name: 'masterName',
+  sentinel_kwargs: 'sentinelKwargs',
+};
+
+function camelKeys(obj: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(obj)) out[SNAKE_KEYS[k] ?? k] = v;
+  return out;
+}
+
+/** A Django `CONFIG` dict (possibly parsed from JSON) → LayerOptions. */
+export function fromDjangoConfig(config: Record<string, unknown>): LayerOptions {
+  const opts = camelKeys(config);
+  if (Array.isArray(opts.hosts)) {
+    opts.hosts = opts.hosts.map((entry: unknown) => {
+      // Django's `("localhost", 6379)` arrives from JSON as a two-element array.
+      if (Array.isArray(entry)) return `redis://${entry[0]}:${entry[1] ?? 6379}`;
+      if (entry !== null && typeof entry === 'object') return camelKeys(entry as Record<string, unknown>);
+      return entry;
+    });
+  }
+  return opts as LayerOptions;
+}

@@ -1,0 +1,15 @@
+export type { ChannelLayer, Message, ReceiveOptions } from './types.ts';
+export type { LayerOptions, HostEntry, AddressHost, SentinelHost, CapacityRules, Logger } from './config.ts';
+export {
+  ChannelFull,
+  MessageTooLarge,
+  InvalidChannelName,
+  InvalidGroupName,
+  LayerClosed,
+  ConfigurationError,
+  UnreadablePayload,
+} from './errors.ts';
+export { InMemoryChannelLayer, type InMemoryOptions } from './layers/in-memory.ts';
+export { fromConfig, channelLayers, getChannelLayer, type LayerConfig } from './channel-layers.ts';
+export { registerSerializer } from './serde/registry.ts';
+export type { Serializer, Crypter } from './serde/types.ts';

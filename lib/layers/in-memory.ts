@@ -1,0 +1,152 @@
+/**
+ * Single-process layer with the same semantics as the Redis layers: capacity, expiry, groups,
+ * process-specific channels. Messages pass through the configured serializer, so what it
+ * accepts, refuses and copies is exactly what a Redis layer would.
+ */
+import { randomUUID } from 'node:crypto';
+import { ChannelFull, LayerClosed } from '../errors.ts';
+import type { LayerOptions } from '../config.ts';
+import { Mailboxes } from '../mailboxes.ts';
+import { assertChannelName, assertGroupName, isProcessLocal, nonLocalName } from '../names.ts';
+import { assertMessage } from '../serde/codec.ts';
+import type { ChannelLayer, Message, ReceiveOptions } from '../types.ts';
+import { BaseLayer } from './base.ts';
+
+export type InMemoryOptions = Omit<LayerOptions, 'hosts' | 'sharding' | 'randomPrefixLength'>;
+
+export class InMemoryChannelLayer<M extends Message = Message> extends BaseLayer<M> implements ChannelLayer<M> {
+  private readonly clientPrefix = randomUUID().replaceAll('-', '');
+  private readonly mailboxes: Mailboxes<Buffer>;
+  /** group → (channel → membership expiry time). */
+  private readonly groups = new Map<string, Map<string, number>>();
+  private groupSweeper: NodeJS.Timeout | undefined;
+
+  constructor(options: InMemoryOptions = {}) {
+    super(options, () => ({ prefixLength: 0 }));
+    this.mailboxes = new Mailboxes<Buffer>({
+      expiryMs: this.options.expiryMs,
+      onExpired: (n) => this.count('expired', n),
+    });
+  }
+
+  async send(channel: string, message: M): Promise<void> {
+    this.assertOpen();
+    assertChannelName(channel);
+    assertMessage(message);
+    const payload = this.codec.encode(message);
+    const capacity = this.capacityFor(channel);
+    if (this.mailboxes.put(channel, payload, capacity, 'reject') === 'full') {
+      this.count('capacityRejected');
+      throw new ChannelFull(channel, capacity);
+    }
+    this.count('sent');
+  }
+
+  async receive(channel: string, opts: ReceiveOptions = {}): Promise<M> {
+    this.assertOpen();
+    assertChannelName(channel);
+    if (isProcessLocal(channel) && !nonLocalName(channel).endsWith(`${this.clientPrefix}!`)) {
+      throw new Error(`Wrong client prefix: ${channel} was not created by this layer`);
+    }
+    const payload = await this.mailboxes.take(channel, opts.signal);
+    this.count('received');
+    return this.codec.decode(payload) as M;
+  }
+
+  async newChannel(prefix = 'specific'): Promise<string> {
+    this.assertOpen();
+    const channel = `${prefix}.${this.clientPrefix}!${randomUUID().replaceAll('-', '')}`;
+    assertChannelName(channel);
+    return channel;
+  }
+
+  async groupAdd(group: string, channel: string): Promise<void> {
+    this.assertOpen();
+    assertGroupName(group);
+    assertChannelName(channel);
+    let members = this.groups.get(group);
+    if (!members) {
+      members = new Map();
+      this.groups.set(group, members);
+    }
+    // Re-adding refreshes the membership's expiry, as a ZADD does in Redis.
+    members.delete(channel);
+    members.set(channel, Date.now() + this.options.groupExpiryMs);
+    this.startGroupSweeper();
+  }
+
+  async groupDiscard(group: string, channel: string): Promise<void> {
+    this.assertOpen();
+    assertGroupName(group);
+    assertChannelName(channel);
+    const members = this.groups.get(group);
+    if (members?.delete(channel) && members.size === 0) this.groups.delete(group);
+  }
+
+  async groupSend(group: string, message: M): Promise<void> {
+    this.assertOpen();
+    assertGroupName(group);
+    assertMessage(message);
+    const payload = this.codec.encode(message);
+    this.count('groupSends');
+    const members = this.groups.get(group);
+    if (!members) return;
+    this.expireMembers(group, members, Date.now());
+    for (const channel of members.keys()) {
+      // Each member gets its own copy: payload bytes are decoded per receive.
+      const result = this.mailboxes.put(channel, payload, this.capacityFor(channel), 'reject');
+      this.count(result === 'full' ? 'groupDropped' : 'groupDeliveries');
+    }
+  }
+
+  /** Forgets a channel: leaves every group and drops its buffered messages. */
+  async deleteChannel(channel: string): Promise<void> {
+    this.assertOpen();
+    assertChannelName(channel);
+    for (const [group, members] of this.groups) {
+      if (members.delete(channel) && members.size === 0) this.groups.delete(group);
+    }
+    this.mailboxes.drop(channel);
+  }
+
+  async flush(): Promise<void> {
+    this.assertOpen();
+    this.mailboxes.clear();
+    this.groups.clear();
+    this.stopGroupSweeper();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.stopGroupSweeper();
+    this.groups.clear();
+    this.mailboxes.close(new LayerClosed(this.constructor.name));
+  }
+
+  /** Channels holding buffered messages or waiters (for leak checks). */
+  get activeChannels(): number {
+    return this.mailboxes.channelCount;
+  }
+
+  private expireMembers(group: string, members: Map<string, number>, now: number): void {
+    for (const [channel, expiresAt] of members) if (expiresAt <= now) members.delete(channel);
+    if (members.size === 0) this.groups.delete(group);
+  }
+
+  private startGroupSweeper(): void {
+    if (this.groupSweeper) return;
+    const every = Math.min(Math.max(this.options.groupExpiryMs, 50), 60_000);
+    this.groupSweeper = setInterval(() => {
+      const now = Date.now();
+      for (const [group, members] of this.groups) this.expireMembers(group, members, now);
+      if (this.groups.size === 0) this.stopGroupSweeper();
+    }, every);
+    this.groupSweeper.unref();
+  }
+
+  private stopGroupSweeper(): void {
+    if (this.groupSweeper) clearInterval(this.groupSweeper);
+    this.groupSweeper = undefined;
+  }
+}

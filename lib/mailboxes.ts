@@ -1,0 +1,217 @@
+/**
+ * Per-channel local delivery: a FIFO buffer of expiring messages plus a FIFO of waiting
+ * receivers. Every layer delivers through this, so abort safety lives in one place:
+ * a message is handed to a waiter synchronously (its promise is settled in the same tick), and
+ * an aborted waiter is removed before any message can reach it — so a message is never both
+ * lost to an abort and never given to two receivers.
+ *
+ * Memory stays bounded: a channel's structure exists only while it has buffered messages or
+ * waiters, and a sweep timer (unref'd, stopped when nothing is buffered) drops expired messages
+ * of channels nobody reads.
+ */
+import { abortReason } from './errors.ts';
+
+interface Entry<T> {
+  value: T;
+  expiresAt: number;
+}
+
+interface Waiter<T> {
+  resolve(value: T): void;
+  reject(err: unknown): void;
+}
+
+class Mailbox<T> {
+  items: Entry<T>[] = [];
+  head = 0;
+  waiters: Waiter<T>[] = [];
+
+  get size(): number {
+    return this.items.length - this.head;
+  }
+
+  shift(): Entry<T> | undefined {
+    const entry = this.items[this.head];
+    if (entry === undefined) return undefined;
+    this.items[this.head++] = undefined as never;
+    // Compact now and then instead of Array#shift's O(n) per message.
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return entry;
+  }
+
+  /** Drops expired entries from the head (entries are in expiry order); returns how many. */
+  purge(now: number): number {
+    let dropped = 0;
+    while (this.head < this.items.length && this.items[this.head]!.expiresAt <= now) {
+      this.shift();
+      dropped++;
+    }
+    if (this.head === this.items.length) {
+      this.items = [];
+      this.head = 0;
+    }
+    return dropped;
+  }
+}
+
+export type PutResult = 'delivered' | 'buffered' | 'full' | 'displaced';
+
+export interface MailboxesOptions {
+  expiryMs: number;
+  /** Called with the number of messages that expired unread. */
+  onExpired?: (count: number) => void;
+}
+
+export class Mailboxes<T> {
+  private readonly boxes = new Map<string, Mailbox<T>>();
+  private sweeper: NodeJS.Timeout | undefined;
+
+  constructor(private readonly opts: MailboxesOptions) {}
+
+  /**
+   * Hands `value` to the channel's first waiter, or buffers it. At `limit` buffered messages,
+   * `overflow: 'reject'` refuses it ('full') and `'drop-oldest'` makes room ('displaced').
+   */
+  put(channel: string, value: T, limit: number, overflow: 'reject' | 'drop-oldest'): PutResult {
+    let box = this.boxes.get(channel);
+    const waiter = box?.waiters.shift();
+    if (waiter) {
+      if (box!.size === 0 && box!.waiters.length === 0) this.boxes.delete(channel);
+      waiter.resolve(value);
+      return 'delivered';
+    }
+    if (!box) {
+      box = new Mailbox<T>();
+      this.boxes.set(channel, box);
+    }
+    this.expire(box, Date.now());
+    let result: PutResult = 'buffered';
+    if (box.size >= limit) {
+      if (overflow === 'reject') return 'full';
+      box.shift();
+      result = 'displaced';
+    }
+    box.items.push({ value, expiresAt: Date.now() + this.opts.expiryMs });
+    this.startSweeper();
+    return result;
+  }
+
+  /** The next message for `channel`: buffered now, or the next one put. */
+  take(channel: string, signal?: AbortSignal): Promise<T> {
+    if (signal?.aborted) return Promise.reject(abortReason(signal));
+    let box = this.boxes.get(channel);
+    if (box) {
+      this.expire(box, Date.now());
+      const entry = box.shift();
+      if (entry) {
+        if (box.size === 0 && box.waiters.length === 0) this.boxes.delete(channel);
+        return Promise.resolve(entry.value);
+      }
+    } else {
+      box = new Mailbox<T>();
+      this.boxes.set(channel, box);
+    }
+    const target = box;
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = (): void => {
+        const i = target.waiters.indexOf(waiter);
+        if (i !== -1) target.waiters.splice(i, 1);
+        if (target.size === 0 && target.waiters.length === 0 && this.boxes.get(channel) === target) {
+          this.boxes.delete(channel);
+        }
+        reject(abortReason(signal!));
+      };
+      const waiter: Waiter<T> = {
+        resolve: (value) => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve(value);
+        },
+        reject: (err) => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(err);
+        },
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      target.waiters.push(waiter);
+    });
+  }
+
+  /** Receivers currently waiting on `channel`. */
+  waiting(channel: string): number {
+    return this.boxes.get(channel)?.waiters.length ?? 0;
+  }
+
+  /** Unexpired messages buffered for `channel`. */
+  buffered(channel: string): number {
+    const box = this.boxes.get(channel);
+    if (!box) return 0;
+    this.expire(box, Date.now());
+    return box.size;
+  }
+
+  /** Channels that have waiters right now. */
+  *waitedChannels(): IterableIterator<string> {
+    for (const [channel, box] of this.boxes) if (box.waiters.length > 0) yield channel;
+  }
+
+  /** Number of channels holding any state (for leak checks). */
+  get channelCount(): number {
+    return this.boxes.size;
+  }
+
+  /** Drops the channel's buffer; its waiters, if any, keep waiting. */
+  drop(channel: string): void {
+    const box = this.boxes.get(channel);
+    if (!box) return;
+    if (box.waiters.length === 0) this.boxes.delete(channel);
+    else {
+      box.items = [];
+      box.head = 0;
+    }
+  }
+
+  /** Drops every buffer (flush); waiters keep waiting. */
+  clear(): void {
+    for (const channel of [...this.boxes.keys()]) this.drop(channel);
+    this.stopSweeperIfIdle();
+  }
+
+  /** Rejects every waiter and forgets everything (close). */
+  close(err: unknown): void {
+    const boxes = [...this.boxes.values()];
+    this.boxes.clear();
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.sweeper = undefined;
+    for (const box of boxes) for (const waiter of box.waiters.splice(0)) waiter.reject(err);
+  }
+
+  private expire(box: Mailbox<T>, now: number): void {
+    const dropped = box.purge(now);
+    if (dropped > 0) this.opts.onExpired?.(dropped);
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const [channel, box] of this.boxes) {
+      this.expire(box, now);
+      if (box.size === 0 && box.waiters.length === 0) this.boxes.delete(channel);
+    }
+    this.stopSweeperIfIdle();
+  }
+
+  private startSweeper(): void {
+    if (this.sweeper) return;
+    const every = Math.min(Math.max(this.opts.expiryMs, 50), 5000);
+    this.sweeper = setInterval(() => this.sweep(), every);
+    this.sweeper.unref();
+  }
+
+  private stopSweeperIfIdle(): void {
+    for (const box of this.boxes.values()) if (box.size > 0) return;
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.sweeper = undefined;
+  }
+}
