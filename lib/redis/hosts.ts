@@ -1,0 +1,85 @@
+/**
+ * `hosts` entries → ioredis options, one shard each: a URL (`redis://`, `rediss://` for TLS,
+ * user/password/db in the URL), `{ address, …ioredis options }`, or a Sentinel group
+ * `{ sentinels, masterName, … }`.
+ */
+import type { RedisOptions } from 'ioredis';
+import type { HostEntry, SentinelHost } from '../config.ts';
+import { ConfigurationError } from '../errors.ts';
+
+export interface ShardSpec {
+  /** Stable identity for the hash ring: the address or Sentinel master, without secrets. */
+  id: string;
+  /** ioredis options (a URL, when given, is in `url`). */
+  url: string | undefined;
+  options: RedisOptions;
+}
+
+function checkUrl(address: unknown, where: string): string {
+  if (typeof address !== 'string') throw new ConfigurationError(`${where} must be a redis:// URL string`);
+  let parsed: URL;
+  try {
+    parsed = new URL(address);
+  } catch {
+    throw new ConfigurationError(`${where} is not a valid URL: ${address}`);
+  }
+  if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') {
+    throw new ConfigurationError(`${where} must use redis:// or rediss://, got ${parsed.protocol}`);
+  }
+  return address;
+}
+
+function urlId(address: string): string {
+  const u = new URL(address);
+  return `${u.protocol}//${u.hostname}:${u.port || 6379}${u.pathname === '/' ? '' : u.pathname}`;
+}
+
+function sentinelPairs(value: unknown, where: string): Array<{ host: string; port: number }> {
+  if (!Array.isArray(value) || value.length === 0) {
+    throw new ConfigurationError(`${where}.sentinels must be a non-empty list of [host, port]`);
+  }
+  return value.map((s: unknown) => {
+    if (Array.isArray(s) && typeof s[0] === 'string') return { host: s[0], port: Number(s[1] ?? 26379) };
+    if (s && typeof s === 'object' && typeof (s as { host?: unknown }).host === 'string') {
+      const { host, port } = s as { host: string; port?: number };
+      return { host, port: Number(port ?? 26379) };
+    }
+    throw new ConfigurationError(`${where}.sentinels entries must be [host, port]`);
+  });
+}
+
+export function parseHost(entry: HostEntry, i: number): ShardSpec {
+  const where = `hosts[${i}]`;
+  if (typeof entry === 'string') {
+    return { id: urlId(checkUrl(entry, where)), url: entry, options: {} };
+  }
+  if (entry === null || typeof entry !== 'object') {
+    throw new ConfigurationError(`${where} must be a URL string or an object`);
+  }
+  if ('sentinels' in entry) {
+    const { sentinels, masterName, sentinelKwargs, db, ...rest } = entry as SentinelHost;
+    if (typeof masterName !== 'string' || masterName === '') {
+      throw new ConfigurationError(`${where}.masterName is required for a Sentinel group`);
+    }
+    const pairs = sentinelPairs(sentinels, where);
+    return {
+      id: `sentinel:${masterName}@${pairs.map((p) => `${p.host}:${p.port}`).join(',')}/${db ?? 0}`,
+      url: undefined,
+      options: {
+        ...(rest as RedisOptions),
+        sentinels: pairs,
+        name: masterName,
+        db: db ?? 0,
+        sentinelUsername: sentinelKwargs?.username,
+        sentinelPassword: sentinelKwargs?.password,
+        // Follow +switch-master at once instead of waiting for the old master to drop us.
+        failoverDetector: true,
+      },
+    };
+  }
+  if ('address' in entry) {
+    const { address, ...rest } = entry;
+    return { id: urlId(checkUrl(address, `${where}.address`)), url: address, options: rest as RedisOptions };
+  }
+  throw new ConfigurationError(`${where} needs "address" or "sentinels" + "masterName"`);
+}

@@ -1,0 +1,108 @@
+/**
+ * One shard = one Redis host or Sentinel group, with a pipelined command connection shared by
+ * every operation and a few dedicated connections (blocking reader, subscriber) created on
+ * demand. Reports transitions as 'down'/'up' (role) and refuses a Redis older than 5.0
+ * (no BZPOPMIN, no CLIENT UNBLOCK).
+ */
+import { EventEmitter } from 'node:events';
+import { Redis, type RedisOptions } from 'ioredis';
+import type { ShardSpec } from './hosts.ts';
+
+export type Role = 'command' | 'blocking' | 'subscriber';
+
+export interface ShardOptions {
+  /** Upper bound for any non-blocking command, including time queued while reconnecting. */
+  commandTimeoutMs: number;
+}
+
+/** Reconnect delay: exponential from 50 ms to 2 s, with jitter so shards don't stampede. */
+export function reconnectDelay(attempt: number): number {
+  const base = Math.min(50 * 2 ** Math.min(attempt, 6), 2000);
+  return Math.round(base / 2 + Math.random() * (base / 2));
+}
+
+export class RedisTooOld extends Error {
+  override name = 'RedisTooOld';
+}
+
+export class Shard extends EventEmitter {
+  readonly client: Redis;
+  private readonly extra = new Set<Redis>();
+  private checked: Promise<void> | undefined;
+
+  constructor(
+    readonly index: number,
+    readonly spec: ShardSpec,
+    private readonly opts: ShardOptions,
+  ) {
+    super();
+    this.client = this.connect('command', {
+      enableAutoPipelining: true,
+      commandTimeout: opts.commandTimeoutMs,
+    });
+  }
+
+  /** A new dedicated connection; `commandTimeout` must exceed any block time used on it. */
+  connect(role: Role, extra: RedisOptions = {}): Redis {
+    const options: RedisOptions = {
+      retryStrategy: reconnectDelay,
+      maxRetriesPerRequest: null,
+      connectionName: `chanlayer:${role}`,
+      ...this.spec.options,
+      ...extra,
+    };
+    const client = this.spec.url ? new Redis(this.spec.url, options) : new Redis(options);
+    if (role !== 'command') this.extra.add(client);
+    let ready = false;
+    let down = false;
+    client.on('ready', () => {
+      ready = true;
+      if (down) {
+        down = false;
+        this.emit('up', role, client);
+      }
+    });
+    client.on('close', () => {
+      if (ready && !down) {
+        down = true;
+        this.emit('down', role, client);
+      }
+    });
+    // ioredis prints unhandled 'error' events; connection trouble is reported via 'down'.
+    client.on('error', (err: Error) => {
+      if (!down) this.emit('connectionError', err, role);
+    });
+    return client;
+  }
+
+  /** Resolves once the server is known to be ≥ 5.0; retried after connection failures. */
+  ensureVersion(): Promise<void> {
+    this.checked ??= this.client.info('server').then(
+      (info) => {
+        const version = /redis_version:(\d+)\.(\d+)/.exec(info);
+        if (version && Number(version[1]) < 5) {
+          throw new RedisTooOld(
+            `Redis ${version[1]}.${version[2]} at ${this.spec.id} is too old: chanlayer needs ≥ 5.0 (BZPOPMIN)`,
+          );
+        }
+      },
+      (err: unknown) => {
+        this.checked = undefined;
+        throw err;
+      },
+    );
+    return this.checked;
+  }
+
+  release(client: Redis): void {
+    this.extra.delete(client);
+    client.disconnect();
+  }
+
+  close(): void {
+    for (const client of this.extra) client.disconnect();
+    this.extra.clear();
+    this.client.disconnect();
+    this.removeAllListeners();
+  }
+}
