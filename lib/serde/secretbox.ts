@@ -29,7 +29,13 @@ const BOX_ZERO = 16;
  */
 interface NaclLowLevel {
   crypto_secretbox(c: Uint8Array, m: Uint8Array, d: number, n: Uint8Array, k: Uint8Array): number;
-  crypto_secretbox_open(m: Uint8Array, c: Uint8Array, d: number, n: Uint8Array, k: Uint8Array): number;
+  crypto_secretbox_open(
+    m: Uint8Array,
+    c: Uint8Array,
+    d: number,
+    n: Uint8Array,
+    k: Uint8Array,
+  ): number;
 }
 const lowlevel = (nacl as unknown as { lowlevel: NaclLowLevel }).lowlevel;
 
@@ -60,7 +66,13 @@ export class Secretbox implements Crypter {
     // The box is written straight into the token: its 16 leading zero bytes land where the
     // nonce goes, and are overwritten by it afterwards.
     const token = Buffer.allocUnsafe(HEADER - BOX_ZERO + m.length);
-    lowlevel.crypto_secretbox(token.subarray(HEADER - BOX_ZERO), m, m.length, nonce, this.#keys[0]!);
+    lowlevel.crypto_secretbox(
+      token.subarray(HEADER - BOX_ZERO),
+      m,
+      m.length,
+      nonce,
+      this.#keys[0]!,
+    );
     token[0] = SECRETBOX_VERSION;
     token.set(nonce, 1);
     return token;
