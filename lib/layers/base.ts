@@ -8,7 +8,6 @@ import { LayerClosed } from '../errors.ts';
 import { Codec } from '../serde/codec.ts';
 import { createCrypter } from '../serde/crypter.ts';
 import { getSerializer } from '../serde/registry.ts';
-import type { Message } from '../types.ts';
 
 /** Counter names reported by `stats()`; the README documents each. */
 export const COUNTERS = [
@@ -33,7 +32,7 @@ export interface CodecShape {
   ttlSeconds?: number | undefined;
 }
 
-export abstract class BaseLayer<M extends Message = Message> extends EventEmitter {
+export abstract class BaseLayer extends EventEmitter {
   readonly extensions: readonly string[] = Object.freeze(['groups', 'flush']);
   protected readonly options: ResolvedOptions;
   protected readonly codec: Codec;
