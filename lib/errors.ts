@@ -3,7 +3,10 @@
 /** `send` found the channel at capacity; the message was not written. */
 export class ChannelFull extends Error {
   override name = 'ChannelFull';
-  constructor(readonly channel: string, readonly capacity: number) {
+  constructor(
+    readonly channel: string,
+    readonly capacity: number,
+  ) {
     super(`Channel ${channel} is full (capacity ${capacity})`);
   }
 }
@@ -11,22 +14,38 @@ export class ChannelFull extends Error {
 /** The encoded message is larger than `maxMessageBytes`. */
 export class MessageTooLarge extends Error {
   override name = 'MessageTooLarge';
-  constructor(readonly size: number, readonly limit: number) {
+  constructor(
+    readonly size: number,
+    readonly limit: number,
+  ) {
     super(`Message of ${size} bytes exceeds maxMessageBytes (${limit})`);
   }
 }
 
+/** A name for an error message. JSON.stringify alone throws on a bigint and drops a symbol. */
+function showName(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'object' && value !== null) return Object.prototype.toString.call(value);
+  return typeof value === 'function' ? 'a function' : `${String(value)} (${typeof value})`;
+}
+
 export class InvalidChannelName extends TypeError {
   override name = 'InvalidChannelName';
-  constructor(readonly channel: unknown, reason: string) {
-    super(`Invalid channel name ${JSON.stringify(channel)}: ${reason}`);
+  constructor(
+    readonly channel: unknown,
+    reason: string,
+  ) {
+    super(`Invalid channel name ${showName(channel)}: ${reason}`);
   }
 }
 
 export class InvalidGroupName extends TypeError {
   override name = 'InvalidGroupName';
-  constructor(readonly group: unknown, reason: string) {
-    super(`Invalid group name ${JSON.stringify(group)}: ${reason}`);
+  constructor(
+    readonly group: unknown,
+    reason: string,
+  ) {
+    super(`Invalid group name ${showName(group)}: ${reason}`);
   }
 }
 
