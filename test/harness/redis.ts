@@ -355,6 +355,8 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
  * PR_SET_PDEATHSIG (`setpriv`, Linux-only, not always installed) and a Node
  * watchdog (a second runtime per server): POSIX sh is everywhere and starts in 1 ms.
  * The sh prints the server's real pid first, so signals go to redis, not the shell.
+ * When the server exits on its own the sh ends the idle watcher; the watcher ignores
+ * that TERM once it has started killing, so the dir removal is never cut short.
  *
  * Non-interactive sh gives background jobs /dev/null as stdin, so the pipe is
  * saved as fd 3 first and handed to the watcher explicitly; the server itself gets
@@ -366,7 +368,7 @@ exec 3<&0
 "$@" </dev/null >>"$dir/output.log" 2>&1 3<&- &
 child=$!
 echo "$child"
-{ while read -r _; do :; done; kill -9 "$child" 2>/dev/null; rm -rf "$dir"; } <&3 &
+{ while read -r _; do :; done; trap '' TERM; kill -9 "$child" 2>/dev/null; rm -rf "$dir"; } <&3 &
 watcher=$!
 wait "$child"; status=$?
 kill "$watcher" 2>/dev/null
@@ -589,9 +591,7 @@ const binaries = new Map<Kind, string>();
 function findBinary(name: Kind): string {
   const cached = binaries.get(name);
   if (cached) return cached;
-  for (const dir of (process.env.PATH ?? '')
-    .split(path.delimiter)
-    .concat('/usr/bin', '/usr/sbin')) {
+  for (const dir of (process.env.PATH ?? '').split(path.delimiter).filter(Boolean)) {
     const candidate = path.join(dir, name);
     try {
       fs.accessSync(candidate, fs.constants.X_OK);
