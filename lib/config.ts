@@ -37,6 +37,8 @@ export interface LayerOptions {
   serializerFormat?: string;
   maxMessageBytes?: number;
   sharding?: 'crc32' | 'ring';
+  /** Longest wait for a Redis reply (ms), including time queued while reconnecting; default 5000. */
+  commandTimeoutMs?: number;
   onDisconnect?: (shard: number) => void;
   onReconnect?: (shard: number) => void;
   /** Where skipped payloads and connection trouble are reported; default `console`. */
@@ -61,6 +63,7 @@ export interface ResolvedOptions {
   serializerFormat: string;
   maxMessageBytes: number;
   sharding: 'crc32' | 'ring';
+  commandTimeoutMs: number;
 }
 
 export const DEFAULTS = {
@@ -74,6 +77,7 @@ export const DEFAULTS = {
   serializerFormat: 'msgpack',
   maxMessageBytes: 4 * 1024 * 1024,
   sharding: 'crc32',
+  commandTimeoutMs: 5000,
 } as const;
 
 function positive(name: string, value: unknown, { integer = false } = {}): number {
@@ -151,6 +155,9 @@ export function resolveOptions(input: LayerOptions = {}): ResolvedOptions {
       integer: true,
     }),
     sharding,
+    commandTimeoutMs: positive('commandTimeoutMs', input.commandTimeoutMs ?? DEFAULTS.commandTimeoutMs, {
+      integer: true,
+    }),
   };
 }
 
@@ -166,6 +173,7 @@ const SNAKE_KEYS: Record<string, string> = {
   random_prefix_length: 'randomPrefixLength',
   serializer_format: 'serializerFormat',
   max_message_bytes: 'maxMessageBytes',
+  command_timeout_ms: 'commandTimeoutMs',
   on_disconnect: 'onDisconnect',
   on_reconnect: 'onReconnect',
   master_name: 'masterName',

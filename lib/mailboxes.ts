@@ -74,8 +74,15 @@ export class Mailboxes<T> {
   /**
    * Hands `value` to the channel's first waiter, or buffers it. At `limit` buffered messages,
    * `overflow: 'reject'` refuses it ('full') and `'drop-oldest'` makes room ('displaced').
+   * `expiresAt` (ms epoch) defaults to now + expiry; a Redis reader passes send time + expiry.
    */
-  put(channel: string, value: T, limit: number, overflow: 'reject' | 'drop-oldest'): PutResult {
+  put(
+    channel: string,
+    value: T,
+    limit: number,
+    overflow: 'reject' | 'drop-oldest',
+    expiresAt = Date.now() + this.opts.expiryMs,
+  ): PutResult {
     let box = this.boxes.get(channel);
     const waiter = box?.waiters.shift();
     if (waiter) {
@@ -94,7 +101,7 @@ export class Mailboxes<T> {
       box.shift();
       result = 'displaced';
     }
-    box.items.push({ value, expiresAt: Date.now() + this.opts.expiryMs });
+    box.items.push({ value, expiresAt });
     this.startSweeper();
     return result;
   }

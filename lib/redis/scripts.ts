@@ -1,7 +1,8 @@
 /**
  * Lua scripts as first-class commands. Each `lib/scripts/<name>.lua` is defined on a client
  * with ioredis `defineCommand` (EVALSHA, falling back to EVAL on NOSCRIPT) and called with a
- * dynamic key count, so one script serves any number of keys.
+ * dynamic key count, so one script serves any number of keys. `{ buffers: true }` returns bulk
+ * replies as Buffers (binary payloads) instead of UTF-8 strings.
  */
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
@@ -24,12 +25,12 @@ export function runScript(
   name: string,
   keys: ReadonlyArray<string | Buffer>,
   args: ReadonlyArray<string | Buffer | number>,
+  opts: { buffers?: boolean } = {},
 ): Promise<unknown> {
   const commands = client as unknown as Record<string, ScriptFn | undefined>;
-  let fn = commands[name];
-  if (fn === undefined) {
-    client.defineCommand(name, { lua: source(name) });
-    fn = commands[name]!;
-  }
+  // Namespaced so a script called e.g. `send` never meets a method ioredis already has.
+  const command = `chanlayer_${name}`;
+  if (commands[command] === undefined) client.defineCommand(command, { lua: source(name) });
+  const fn = commands[opts.buffers ? `${command}Buffer` : command]!;
   return fn.call(client, keys.length, ...keys, ...args);
 }
