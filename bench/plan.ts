@@ -1,0 +1,256 @@
+/**
+ * What a bench run measures: the client runs (implementation × scenario × hosts) and the
+ * table rows built from them, with the issue-9 targets each row is judged against.
+ */
+import type { CeilingId } from './redis-benchmark.ts';
+import type { ScenarioId } from './types.ts';
+
+export type Impl = 'chanlayer' | 'channels_redis' | 'redis-benchmark';
+
+export interface RunSpec {
+  /** `impl/scenario/Nh`: the key results are stored under in latest.json. */
+  key: string;
+  impl: Impl;
+  id: ScenarioId | CeilingId;
+  hosts: 1 | 3;
+}
+
+export const runKey = (impl: Impl, id: string, hosts: 1 | 3): string => `${impl}/${id}/${hosts}h`;
+
+/** Where a table cell's figure comes from: one metric of one run. */
+export interface Source {
+  run: string;
+  metric: string;
+}
+
+/** A ratio target: chanlayer (1 host) ÷ the other column, as the issue states them. */
+export interface Target {
+  vs: 'channels_redis' | 'ceiling' | 'absolute';
+  op: '>=' | '<=';
+  value: number;
+}
+
+export interface RowDef {
+  id: string;
+  label: string;
+  /** Label in the SVG charts, where space is short. */
+  short: string;
+  unit: 'msg/s' | 'ms' | 'MB';
+  /** Which way is better; decides the 3-hosts check and the chart. */
+  better: 'higher' | 'lower';
+  chanlayer1?: Source;
+  chanlayer3?: Source;
+  channelsRedis?: Source;
+  ceiling?: Source & { label: string };
+  targets: Target[];
+  chart?: 'throughput' | 'latency';
+}
+
+/** 3 hosts must be "no worse than 1 host": allowed slack for a noisy shared machine. */
+export const THREE_HOST_TOLERANCE = 0.1;
+
+const cl = (id: ScenarioId, metric: string, hosts: 1 | 3 = 1): Source => ({
+  run: runKey('chanlayer', id, hosts),
+  metric,
+});
+const cr = (id: ScenarioId, metric: string): Source => ({
+  run: runKey('channels_redis', id, 1),
+  metric,
+});
+const rb = (id: CeilingId, metric: string, label: string): Source & { label: string } => ({
+  run: runKey('redis-benchmark', id, 1),
+  metric,
+  label,
+});
+
+/** Both chanlayer columns and channels_redis for one scenario metric. */
+const trio = (id: ScenarioId, metric: string, python = true) => ({
+  chanlayer1: cl(id, metric, 1),
+  chanlayer3: cl(id, metric, 3),
+  ...(python ? { channelsRedis: cr(id, metric) } : {}),
+});
+
+export const ROWS: RowDef[] = [
+  {
+    id: 'core-seq',
+    label: 'core send→receive, 1 sender awaiting each send',
+    short: 'core, sequential sends',
+    unit: 'msg/s',
+    better: 'higher',
+    ...trio('core-seq', 'throughput'),
+    ceiling: rb('evalsha-1', 'throughput', 'EVALSHA send script, 1 client'),
+    targets: [
+      { vs: 'channels_redis', op: '>=', value: 4 },
+      { vs: 'ceiling', op: '>=', value: 0.7 },
+    ],
+    chart: 'throughput',
+  },
+  {
+    id: 'core-inflight',
+    label: 'core send→receive, 64 sends in flight',
+    short: 'core, 64 in flight',
+    unit: 'msg/s',
+    better: 'higher',
+    ...trio('core-inflight', 'throughput'),
+    ceiling: rb('evalsha-50x16', 'throughput', 'EVALSHA send script, 50 clients × 16 pipelined'),
+    targets: [
+      { vs: 'channels_redis', op: '>=', value: 25 },
+      { vs: 'ceiling', op: '>=', value: 0.5 },
+    ],
+    chart: 'throughput',
+  },
+  {
+    id: 'core-local',
+    label: 'core send→receive, process-local channel',
+    short: 'core, process-local channel',
+    unit: 'msg/s',
+    better: 'higher',
+    ...trio('core-local', 'throughput'),
+    targets: [],
+    chart: 'throughput',
+  },
+  {
+    id: 'core-pingpong-p50',
+    label: 'core ping-pong round trip p50',
+    short: 'core ping-pong p50',
+    unit: 'ms',
+    better: 'lower',
+    ...trio('core-pingpong', 'p50'),
+    ceiling: rb('ping', 'p50', 'PING p50, 1 client'),
+    targets: [{ vs: 'channels_redis', op: '<=', value: 0.25 }],
+    chart: 'latency',
+  },
+  {
+    id: 'core-pingpong-p99',
+    label: 'core ping-pong round trip p99',
+    short: 'core ping-pong p99',
+    unit: 'ms',
+    better: 'lower',
+    ...trio('core-pingpong', 'p99'),
+    ceiling: rb('ping', 'p99', 'PING p99, 1 client'),
+    targets: [{ vs: 'channels_redis', op: '<=', value: 0.4 }],
+    chart: 'latency',
+  },
+  {
+    id: 'core-group',
+    label: 'groupSend to 1,000 members until all received, p50',
+    short: 'groupSend 1,000 members p50',
+    unit: 'ms',
+    better: 'lower',
+    ...trio('core-group', 'p50'),
+    targets: [{ vs: 'channels_redis', op: '<=', value: 0.15 }],
+    chart: 'latency',
+  },
+  {
+    id: 'core-group-big',
+    label: 'groupSend to 100,000 members on 3 shards until all received',
+    short: 'groupSend 100,000 members',
+    unit: 'ms',
+    better: 'lower',
+    chanlayer3: cl('core-group-big', 'time', 3),
+    targets: [],
+  },
+  {
+    id: 'core-group-big-add',
+    label: 'groupAdd of those 100,000 members (1,000 in flight)',
+    short: 'groupAdd 100,000 members',
+    unit: 'ms',
+    better: 'lower',
+    chanlayer3: cl('core-group-big', 'groupAddAll', 3),
+    targets: [],
+  },
+  {
+    id: 'pubsub-inflight',
+    label: 'Pub/Sub send→receive, 64 in flight',
+    short: 'Pub/Sub, 64 in flight',
+    unit: 'msg/s',
+    better: 'higher',
+    ...trio('pubsub-inflight', 'throughput'),
+    ceiling: rb('publish-50x16', 'throughput', 'PUBLISH, 1 subscriber, 50 clients × 16 pipelined'),
+    targets: [{ vs: 'channels_redis', op: '>=', value: 10 }],
+    chart: 'throughput',
+  },
+  {
+    id: 'pubsub-pingpong-p50',
+    label: 'Pub/Sub ping-pong round trip p50',
+    short: 'Pub/Sub ping-pong p50',
+    unit: 'ms',
+    better: 'lower',
+    ...trio('pubsub-pingpong', 'p50'),
+    ceiling: rb('ping', 'p50', 'PING p50, 1 client'),
+    targets: [{ vs: 'channels_redis', op: '<=', value: 0.5 }],
+    chart: 'latency',
+  },
+  {
+    id: 'pubsub-pingpong-p99',
+    label: 'Pub/Sub ping-pong round trip p99',
+    short: 'Pub/Sub ping-pong p99',
+    unit: 'ms',
+    better: 'lower',
+    ...trio('pubsub-pingpong', 'p99'),
+    ceiling: rb('ping', 'p99', 'PING p99, 1 client'),
+    targets: [],
+    chart: 'latency',
+  },
+  {
+    id: 'core-memory',
+    label: 'heap of 100,000 idle process-local channels, core (receive pending)',
+    short: 'core, 100k idle channels',
+    unit: 'MB',
+    better: 'lower',
+    chanlayer1: cl('core-memory', 'heapMB'),
+    targets: [{ vs: 'absolute', op: '<=', value: 50 }],
+  },
+  {
+    id: 'pubsub-memory',
+    label: 'heap of 100,000 idle channels, Pub/Sub (subscribed, receive pending)',
+    short: 'Pub/Sub, 100k idle channels',
+    unit: 'MB',
+    better: 'lower',
+    chanlayer1: cl('pubsub-memory', 'heapMB'),
+    targets: [{ vs: 'absolute', op: '<=', value: 50 }],
+  },
+];
+
+/** Client runs per repetition, in the order they run (ceilings first: short, and a sanity
+ * check of the servers). Scenario-major, so each scenario's implementations run back to back
+ * under the same background load. */
+export function planRuns(o: {
+  chanlayer: boolean;
+  python: boolean;
+  ceilings: boolean;
+  /** False for the in-memory self-test: separate in-memory layers share no group state. */
+  bigGroup?: boolean;
+  only?: (id: string) => boolean;
+}): RunSpec[] {
+  const want = o.only ?? (() => true);
+  const runs: RunSpec[] = [];
+  const add = (impl: Impl, id: RunSpec['id'], hosts: 1 | 3): void => {
+    if (want(id)) runs.push({ key: runKey(impl, id, hosts), impl, id, hosts });
+  };
+  if (o.ceilings) {
+    for (const id of ['evalsha-1', 'evalsha-50x16', 'ping', 'publish-50x16'] as const) {
+      add('redis-benchmark', id, 1);
+    }
+  }
+  const shared: ScenarioId[] = [
+    'core-seq',
+    'core-inflight',
+    'core-local',
+    'core-pingpong',
+    'core-group',
+    'pubsub-inflight',
+    'pubsub-pingpong',
+  ];
+  for (const id of shared) {
+    if (o.chanlayer) add('chanlayer', id, 1);
+    if (o.chanlayer) add('chanlayer', id, 3);
+    if (o.python) add('channels_redis', id, 1);
+  }
+  if (o.chanlayer) {
+    if (o.bigGroup !== false) add('chanlayer', 'core-group-big', 3);
+    add('chanlayer', 'core-memory', 1);
+    add('chanlayer', 'pubsub-memory', 1);
+  }
+  return runs;
+}

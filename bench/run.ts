@@ -1,0 +1,221 @@
+/**
+ * `npm run bench` (tsx bench/run.ts): chanlayer, channels_redis and redis-benchmark side by
+ * side against the same freshly started redis-servers, several repetitions, one table.
+ *
+ * Every client run is its own process (bench/worker.ts for chanlayer, channels_redis_bench.py
+ * for Python, redis-benchmark), started one at a time with every server flushed before it.
+ * Figures are medians over repetitions and ratios are taken within a repetition, because the
+ * machine is shared and only same-run comparisons mean anything. See docs/performance.md.
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ROOT, chanlayerArgv, pythonArgv, runChild } from './children.ts';
+import { USAGE, parseOptions, type Options } from './config.ts';
+import { planRuns, type RunSpec } from './plan.ts';
+import { Progress } from './progress.ts';
+import { runCeiling, type CeilingId } from './redis-benchmark.ts';
+import { buildReport, type RepResult, type RunRecord } from './report.ts';
+import { loadChanlayer } from './scenarios/index.ts';
+import { flushAll, startServers, type BenchServers } from './servers.ts';
+import { charts } from './svg.ts';
+import { renderTable } from './table.ts';
+import type { ScenarioParams, ScenarioResult } from './types.ts';
+
+interface ResultsFile {
+  meta: Record<string, unknown>;
+  runs: RunRecord[];
+  rows: ReturnType<typeof buildReport>;
+}
+
+const tryRun = (cmd: string, args: string[]): string | undefined => {
+  try {
+    return execFileSync(cmd, args, {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
+  } catch {
+    return undefined;
+  }
+};
+
+/** Hard limit per client run: a hung layer must cost a run, not the whole bench. */
+function timeoutFor(id: string, p: Options['params']): number {
+  if (id === 'core-group-big') return 300_000;
+  if (id.endsWith('-memory')) return 180_000;
+  return 60_000 + 10_000 * (p.duration + p.warmup);
+}
+
+async function runOne(
+  spec: RunSpec,
+  servers: BenchServers,
+  o: Options,
+  pin: string[],
+): Promise<ScenarioResult> {
+  const hosts = servers.urls.slice(0, spec.hosts);
+  if (spec.impl === 'redis-benchmark') {
+    return runCeiling(spec.id as CeilingId, {
+      port: servers.ports[0]!,
+      seconds: o.params.duration,
+      pin,
+    });
+  }
+  const params: ScenarioParams = {
+    ...o.params,
+    scenario: spec.id as ScenarioParams['scenario'],
+    hosts,
+  };
+  const argv = spec.impl === 'chanlayer' ? chanlayerArgv(pin, params) : pythonArgv(pin, params);
+  return runChild(argv, timeoutFor(spec.id, o.params));
+}
+
+/** A one-line summary of a run for the progress log. */
+function brief(r: ScenarioResult): string {
+  return Object.entries(r.metrics)
+    .map(([k, v]) => `${k} ${v >= 100 ? Math.round(v).toLocaleString('en-US') : v.toPrecision(3)}`)
+    .join(', ');
+}
+
+const log = (message: string): void => void process.stderr.write(`bench: ${message}\n`);
+
+async function measure(o: Options): Promise<ResultsFile> {
+  const meta: Record<string, unknown> = {
+    date: new Date().toISOString(),
+    commit: tryRun('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD']),
+    libDirty: (tryRun('git', ['-C', ROOT, 'status', '--porcelain', 'lib']) ?? '') !== '',
+    node: process.version,
+    cpus: `${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}`,
+    loadavgStart: os.loadavg().map((l) => +l.toFixed(2)),
+    reps: o.reps,
+    quick: o.quick,
+    pin: o.pin,
+    params: o.params,
+    skipped: {} as Record<string, string>,
+  };
+  const skipped = meta.skipped as Record<string, string>;
+
+  let chanlayer = o.impls.has('chanlayer');
+  if (chanlayer) {
+    const loaded = await loadChanlayer(o.params.inMemory);
+    if (typeof loaded === 'string') {
+      skipped.chanlayer = loaded;
+      log(`skipping chanlayer: ${loaded}`);
+      chanlayer = false;
+    }
+  }
+  let python = o.impls.has('channels_redis');
+  if (python) {
+    try {
+      meta.python = (await runChild(pythonArgv([], '--versions'), 30_000)) as unknown;
+    } catch (err) {
+      skipped.channels_redis = (err as Error).message;
+      log(`skipping channels_redis: ${(err as Error).message}`);
+      python = false;
+    }
+  }
+  let ceilings = o.impls.has('redis-benchmark');
+  meta.redisBenchmark = tryRun('redis-benchmark', ['--version']);
+  if (ceilings && !meta.redisBenchmark) {
+    skipped['redis-benchmark'] = 'redis-benchmark not found (package redis-tools)';
+    log(`skipping ceilings: ${skipped['redis-benchmark']}`);
+    ceilings = false;
+  }
+
+  let pin: string[] = [];
+  if (o.pin) {
+    if (os.cpus().length < 2 || !tryRun('taskset', ['-p', String(process.pid)])) {
+      throw new Error('--pin needs taskset (util-linux) and at least 2 CPUs');
+    }
+    // The orchestrator also lives on the client core: it runs the PUBLISH sink.
+    execFileSync('taskset', ['-a', '-p', '-c', '1', String(process.pid)], { stdio: 'ignore' });
+    pin = ['taskset', '-c', '1'];
+  }
+
+  const only = o.only;
+  const runs = planRuns({
+    chanlayer,
+    python,
+    ceilings,
+    bigGroup: !o.params.inMemory,
+    only: only && ((id) => only.some((w) => id === w || id.includes(w))),
+  });
+  if (runs.length === 0) throw new Error('nothing to run (see the skip messages above)');
+
+  const servers = await startServers(3, o.pin ? 0 : undefined);
+  meta.redis = servers.version;
+  const records = new Map<string, RunRecord>(
+    runs.map((r) => [r.key, { key: r.key, impl: r.impl, id: r.id, hosts: r.hosts, reps: [] }]),
+  );
+  const bar = new Progress(runs.length * o.reps);
+  const stop = (): void => {
+    void servers.stop().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', stop);
+  try {
+    for (let rep = 0; rep < o.reps; rep++) {
+      for (const spec of runs) {
+        bar.begin(`rep ${rep + 1}/${o.reps}  ${spec.key}`);
+        let result: RepResult;
+        try {
+          await flushAll(servers);
+          result = await runOne(spec, servers, o, pin);
+          bar.end(o.quick ? `${spec.key}: ${brief(result)}` : undefined);
+        } catch (err) {
+          const message = (err as Error).message;
+          result = { error: message };
+          bar.end(`${spec.key} failed: ${message.replace(/\n/g, '\n    ')}`);
+        }
+        records.get(spec.key)!.reps[rep] = result;
+      }
+    }
+  } finally {
+    process.off('SIGINT', stop);
+    await servers.stop();
+  }
+  bar.finish();
+  meta.loadavgEnd = os.loadavg().map((l) => +l.toFixed(2));
+  return { meta, runs: [...records.values()], rows: [] };
+}
+
+function output(results: ResultsFile, o: Options): void {
+  const runs = new Map(results.runs.map((r) => [r.key, r]));
+  const reps = Number(results.meta.reps) || 1;
+  results.rows = buildReport(runs, reps);
+  const table = renderTable(results.rows);
+  process.stdout.write(`${table}\n`);
+
+  const out = path.resolve(ROOT, o.out);
+  fs.mkdirSync(out, { recursive: true });
+  if (!o.from) {
+    fs.writeFileSync(path.join(out, 'latest.json'), `${JSON.stringify(results, null, 2)}\n`);
+  }
+  const m = results.meta;
+  const note = `${String(m.date).slice(0, 10)} · ${m.cpus} · Redis ${m.redis ?? '?'} · ${reps} reps${m.pin ? ' · pinned' : ''}`;
+  for (const [name, svg] of Object.entries(charts(results.rows, note))) {
+    fs.writeFileSync(path.join(out, name), svg);
+  }
+  process.stderr.write(
+    `bench: wrote ${path.relative(ROOT, out)}/{${o.from ? '' : 'latest.json,'}throughput.svg,latency.svg}\n`,
+  );
+}
+
+async function main(): Promise<void> {
+  const o = parseOptions(process.argv.slice(2));
+  if (o === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  const results: ResultsFile = o.from
+    ? (JSON.parse(fs.readFileSync(o.from, 'utf8')) as ResultsFile)
+    : await measure(o);
+  output(results, o);
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`bench: ${(err as Error)?.stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);

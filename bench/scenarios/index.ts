@@ -1,0 +1,94 @@
+/** Dispatch from a scenario id to its chanlayer implementation. */
+import type { ScenarioParams, ScenarioResult } from '../types.ts';
+import type { BenchLayer } from './common.ts';
+import { bigGroupScenario, groupScenario } from './group.ts';
+import { memoryScenario } from './memory.ts';
+import { pingPongScenario } from './pingpong.ts';
+import { streamScenario } from './stream.ts';
+import { layerStats } from './common.ts';
+
+export type LayerKind = 'core' | 'pubsub';
+type LayerCtor = new (options: Record<string, unknown>) => BenchLayer;
+export type LayerFactory = (kind: LayerKind, hosts: string[]) => BenchLayer;
+
+/**
+ * Capacity far above any backlog a run builds, on both sides (channels_redis gets the same):
+ * the scenarios measure delivery speed, and a ChannelFull would end the run instead.
+ */
+export const BENCH_CAPACITY = 1_000_000;
+
+const LIB = new URL('../../lib/index.ts', import.meta.url);
+
+/**
+ * Loads the Redis layers from lib/index.ts by URL rather than a static import, so the harness
+ * type-checks and runs its other parts while the layers are still being written. Returns the
+ * reason when they are not there yet.
+ */
+export async function loadChanlayer(inMemory = false): Promise<LayerFactory | string> {
+  let mod: Record<string, unknown>;
+  try {
+    mod = (await import(LIB.href)) as Record<string, unknown>;
+  } catch (err) {
+    return `lib/index.ts cannot be loaded (${(err as Error).message.split('\n')[0]})`;
+  }
+  if (inMemory) {
+    // Harness self-test (`--inmemory`): the scenarios against InMemoryChannelLayer, no Redis.
+    const mem = mod.InMemoryChannelLayer as LayerCtor | undefined;
+    if (typeof mem !== 'function') return 'lib/index.ts does not export InMemoryChannelLayer';
+    return () => new mem({ capacity: BENCH_CAPACITY });
+  }
+  const core = mod.RedisChannelLayer as LayerCtor | undefined;
+  const pubsub = mod.RedisPubSubChannelLayer as LayerCtor | undefined;
+  const missing = [!core && 'RedisChannelLayer', !pubsub && 'RedisPubSubChannelLayer'].filter(
+    Boolean,
+  );
+  if (typeof core !== 'function' || typeof pubsub !== 'function') {
+    return `lib/index.ts does not export ${missing.join(' and ')} yet`;
+  }
+  return (kind, hosts) =>
+    new (kind === 'core' ? core : pubsub)({ hosts, capacity: BENCH_CAPACITY });
+}
+
+export function layerKindOf(scenario: ScenarioParams['scenario']): LayerKind {
+  return scenario.startsWith('pubsub-') ? 'pubsub' : 'core';
+}
+
+export async function runScenario(make: LayerFactory, p: ScenarioParams): Promise<ScenarioResult> {
+  const kind = layerKindOf(p.scenario);
+  if (p.scenario === 'core-group-big') {
+    return bigGroupScenario(() => make(kind, p.hosts), p.hosts.length, p);
+  }
+  const layer = make(kind, p.hosts);
+  try {
+    let result: ScenarioResult;
+    switch (p.scenario) {
+      case 'core-seq':
+        result = await streamScenario(layer, 'bench.seq', 1, p);
+        break;
+      case 'core-inflight':
+        result = await streamScenario(layer, 'bench.inflight', p.inflight, p);
+        break;
+      case 'core-local':
+        result = await streamScenario(layer, await layer.newChannel(), 1, p);
+        break;
+      case 'pubsub-inflight':
+        result = await streamScenario(layer, await layer.newChannel(), p.inflight, p);
+        break;
+      case 'core-pingpong':
+      case 'pubsub-pingpong':
+        result = await pingPongScenario(layer, p);
+        break;
+      case 'core-group':
+        result = await groupScenario(layer, p);
+        break;
+      case 'core-memory':
+      case 'pubsub-memory':
+        result = await memoryScenario(layer, p);
+        break;
+    }
+    const stats = layerStats(layer);
+    return stats ? { ...result, info: { ...result.info, layerStats: stats } } : result;
+  } finally {
+    await layer.close();
+  }
+}

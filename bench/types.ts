@@ -1,0 +1,54 @@
+/** Shapes shared by the orchestrator, the chanlayer worker and (as JSON) the Python bench. */
+
+/** Every scenario a client runs. Python implements the same ids (see channels_redis_bench.py). */
+export const SCENARIOS = [
+  'core-seq',
+  'core-inflight',
+  'core-local',
+  'core-pingpong',
+  'core-group',
+  'core-group-big',
+  'pubsub-inflight',
+  'pubsub-pingpong',
+  'core-memory',
+  'pubsub-memory',
+] as const;
+export type ScenarioId = (typeof SCENARIOS)[number];
+
+/** What the orchestrator hands a client run (passed as one JSON argument to both languages). */
+export interface ScenarioParams {
+  scenario: ScenarioId;
+  /** `redis://` URLs of the shards this run uses (1 or 3). */
+  hosts: string[];
+  /** Seconds of measurement for the streaming and ping-pong scenarios. */
+  duration: number;
+  /** Seconds run and thrown away first (connections, JIT, caches). */
+  warmup: number;
+  /** Measured `groupSend` rounds (after `warmupIterations`). */
+  iterations: number;
+  warmupIterations: number;
+  /** Concurrent `send` calls in the `*-inflight` scenarios. */
+  inflight: number;
+  groupSize: number;
+  bigGroupSize: number;
+  memoryChannels: number;
+  /** A receiver that makes no progress for this long gives up (lost messages, broken layer). */
+  stallSeconds: number;
+  /** chanlayer only: run against InMemoryChannelLayer (a self-test of the harness). */
+  inMemory?: boolean;
+}
+
+/**
+ * One client run's figures. Metric names: `throughput` (msg/s), `p50`/`p99`/`time` (ms),
+ * `heapMB`. `info` carries counts and layer stats for the JSON file only.
+ */
+export interface ScenarioResult {
+  metrics: Record<string, number>;
+  info?: Record<string, unknown>;
+}
+
+/** The message every scenario sends, in both languages: about 130 bytes of msgpack. */
+export const PAYLOAD = 'x'.repeat(100);
+
+/** Prefix of the one stdout line a client run reports its result on (both languages). */
+export const RESULT_MARK = 'BENCH_RESULT ';

@@ -1,0 +1,27 @@
+/**
+ * One chanlayer scenario run in a fresh process (started by run.ts with --expose-gc, possibly
+ * pinned to a core): isolation keeps one scenario's heap, JIT state and leftover timers out of
+ * the next, and matches the Python side, which also runs one process per scenario run.
+ *
+ * Usage: node --expose-gc --import tsx bench/worker.ts '<ScenarioParams JSON>'
+ * Prints one line `BENCH_RESULT <ScenarioResult JSON>` on stdout.
+ */
+import { loadChanlayer, runScenario } from './scenarios/index.ts';
+import { RESULT_MARK, type ScenarioParams } from './types.ts';
+
+async function main(): Promise<void> {
+  const params = JSON.parse(process.argv[2] ?? '') as ScenarioParams;
+  const make = await loadChanlayer(params.inMemory === true);
+  if (typeof make === 'string') throw new Error(make);
+  const result = await runScenario(make, params);
+  process.stdout.write(RESULT_MARK + JSON.stringify(result) + '\n');
+}
+
+main().then(
+  // Exit explicitly: a layer that leaves a handle open must not hang the whole bench.
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`${(err as Error)?.stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);
