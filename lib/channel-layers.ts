@@ -6,6 +6,7 @@
 import { fromDjangoConfig, type LayerOptions } from './config.ts';
 import { ConfigurationError } from './errors.ts';
 import { InMemoryChannelLayer } from './layers/in-memory.ts';
+import { RedisPubSubChannelLayer } from './layers/redis-pubsub.ts';
 import type { ChannelLayer } from './types.ts';
 
 export interface LayerConfig {
@@ -18,6 +19,8 @@ type Constructor = new (options: LayerOptions) => ChannelLayer;
 const BACKENDS: Record<string, Constructor> = {
   'chanlayer.InMemoryChannelLayer': InMemoryChannelLayer,
   'channels.layers.InMemoryChannelLayer': InMemoryChannelLayer,
+  'chanlayer.RedisPubSubChannelLayer': RedisPubSubChannelLayer,
+  'channels_redis.pubsub.RedisPubSubChannelLayer': RedisPubSubChannelLayer,
 };
 
 export function fromConfig(config: LayerConfig): ChannelLayer {
