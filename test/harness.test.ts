@@ -44,7 +44,7 @@ function runChild(code: string, env: NodeJS.ProcessEnv = process.env) {
   const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
     cwd: path.join(import.meta.dirname, '..'),
     env,
-    stdio: ['ignore', 'pipe', 'pipe'], // stderr kept for failure messages, not test output
+    stdio: ['pipe', 'pipe', 'pipe'], // stderr kept for failure messages, not test output
   });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once('close', (code, signal) => resolve({ code, signal })),
@@ -158,28 +158,32 @@ describe('startRedis', () => {
 });
 
 describe('cleanup when the test process dies', () => {
+  // Each child starts servers, prints them, then waits for a line on stdin (which
+  // also keeps it alive) before doing its way of dying; signals come from outside.
   const cases = {
-    SIGKILL: 'setInterval(() => {}, 1000);', // only the shell watchdog can help
-    SIGTERM: 'setInterval(() => {}, 1000);', // signal hook, then default death
-    uncaught: "setTimeout(() => { throw new Error('boom'); }, 50);", // 'exit' hook
-    'forgotten stop': '', // unref'd servers must not keep the process alive
+    SIGKILL: '', // only the shell watchdog can help
+    SIGTERM: '', // signal hook, then death by the default action
+    uncaught: "throw new Error('boom');", // 'exit' hook
+    'forgotten stop': 'process.stdin.destroy();', // unref'd servers must not keep it alive
   } as const;
 
-  for (const [how, tail] of Object.entries(cases)) {
+  for (const [how, action] of Object.entries(cases)) {
     test(`servers die and temp dirs go: ${how}`, async () => {
       const code = `
         const { startRedis } = await import(${JSON.stringify(HARNESS_URL)});
         const { servers } = await startRedis({ count: 2 });
         console.log(JSON.stringify(servers.map((s) => ({ pid: s.pid, dir: s.dir }))));
-        ${tail}`;
+        process.stdin.once('data', () => { ${action} });`;
       const { child, firstLine, exited } = runChild(code);
       const servers = JSON.parse(await firstLine) as { pid: number; dir: string }[];
       assert.equal(servers.length, 2);
       for (const s of servers) assert.equal(isAlive(s.pid), true);
 
       if (how === 'SIGKILL' || how === 'SIGTERM') child.kill(how);
-      const { signal } = await exited;
+      else child.stdin.write('go\n');
+      const { signal, code: status } = await exited;
       if (how === 'SIGKILL' || how === 'SIGTERM') assert.equal(signal, how);
+      else assert.equal(status, how === 'uncaught' ? 1 : 0);
 
       await waitFor(() => servers.every((s) => !isAlive(s.pid) && !fs.existsSync(s.dir)), {
         timeoutMs: 5000,

@@ -48,11 +48,11 @@ export interface SentinelTopology {
   master: RedisServer;
   replica: RedisServer;
   sentinelServers: RedisServer[];
-  /** Port of the master the sentinels currently report. */
+  /** Port of the master most sentinels currently report. */
   currentMasterPort(): Promise<number>;
   /** SIGKILL the current master (as reported by the sentinels). */
   killMaster(): Promise<{ killedAt: number; port: number }>;
-  /** Poll every sentinel until one reports a master other than `oldPort`. */
+  /** Poll all sentinels until any reports a master other than `oldPort`; promotedAt = first seen. */
   waitForNewMaster(
     oldPort: number,
     timeoutMs?: number,
@@ -160,20 +160,24 @@ export async function startSentinelTopology(
       { timeoutMs: 30_000, what: 'sentinels to see master, replica and each other' },
     );
 
-    const askSentinels = async (): Promise<number | undefined> => {
-      for (const s of sentinelServers) {
-        try {
-          const addr = await redisCommand(s.port, [
-            'SENTINEL',
-            'GET-MASTER-ADDR-BY-NAME',
-            masterName,
-          ]);
-          if (Array.isArray(addr)) return Number(addr[1]);
-        } catch {
-          // A killed sentinel is fine; ask the next one.
-        }
-      }
-      return undefined;
+    // Every sentinel's view, asked in parallel: the failover leader switches first and
+    // the others learn within a hello period, so "any" sees a switch earliest.
+    const masterPorts = async (): Promise<number[]> => {
+      const answers = await Promise.allSettled(
+        sentinelServers.map((s) =>
+          redisCommand(s.port, ['SENTINEL', 'GET-MASTER-ADDR-BY-NAME', masterName]),
+        ),
+      );
+      return answers.flatMap((a) =>
+        a.status === 'fulfilled' && Array.isArray(a.value) ? [Number(a.value[1])] : [],
+      );
+    };
+    const currentMasterPort = async (): Promise<number> => {
+      const ports = await masterPorts();
+      if (ports.length === 0) throw new Error('no sentinel answered GET-MASTER-ADDR-BY-NAME');
+      // Mid-failover the sentinels may disagree; the majority view is the settled one.
+      const votes = (p: number): number => ports.filter((x) => x === p).length;
+      return ports.reduce((best, p) => (votes(p) > votes(best) ? p : best));
     };
 
     const topology: SentinelTopology = {
@@ -182,13 +186,9 @@ export async function startSentinelTopology(
       master,
       replica,
       sentinelServers,
-      async currentMasterPort() {
-        const port = await askSentinels();
-        if (port === undefined) throw new Error('no sentinel answered GET-MASTER-ADDR-BY-NAME');
-        return port;
-      },
+      currentMasterPort,
       async killMaster() {
-        const port = (await askSentinels()) ?? master.port;
+        const port = await currentMasterPort().catch(() => master.port);
         const victim = port === replica.port ? replica : master;
         const killedAt = Date.now();
         await victim.kill('SIGKILL');
@@ -198,8 +198,7 @@ export async function startSentinelTopology(
         let port: number | undefined;
         await waitFor(
           async () => {
-            const seen = await askSentinels();
-            if (seen !== undefined && seen !== oldPort) port = seen;
+            port = (await masterPorts()).find((p) => p !== oldPort);
             return port !== undefined;
           },
           {
