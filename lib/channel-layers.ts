@@ -6,6 +6,7 @@
 import { fromDjangoConfig, type LayerOptions } from './config.ts';
 import { ConfigurationError } from './errors.ts';
 import { InMemoryChannelLayer } from './layers/in-memory.ts';
+import { RedisChannelLayer } from './layers/redis.ts';
 import { RedisPubSubChannelLayer } from './layers/redis-pubsub.ts';
 import type { ChannelLayer } from './types.ts';
 
@@ -19,6 +20,8 @@ type Constructor = new (options: LayerOptions) => ChannelLayer;
 const BACKENDS: Record<string, Constructor> = {
   'chanlayer.InMemoryChannelLayer': InMemoryChannelLayer,
   'channels.layers.InMemoryChannelLayer': InMemoryChannelLayer,
+  'chanlayer.RedisChannelLayer': RedisChannelLayer,
+  'channels_redis.core.RedisChannelLayer': RedisChannelLayer,
   'chanlayer.RedisPubSubChannelLayer': RedisPubSubChannelLayer,
   'channels_redis.pubsub.RedisPubSubChannelLayer': RedisPubSubChannelLayer,
 };

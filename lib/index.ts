@@ -10,6 +10,7 @@ export {
   UnreadablePayload,
 } from './errors.ts';
 export { InMemoryChannelLayer, type InMemoryOptions } from './layers/in-memory.ts';
+export { RedisChannelLayer, type RedisLayerOptions } from './layers/redis.ts';
 export { RedisPubSubChannelLayer, type RedisPubSubOptions } from './layers/redis-pubsub.ts';
 export { fromConfig, channelLayers, getChannelLayer, type LayerConfig } from './channel-layers.ts';
 export { registerSerializer } from './serde/registry.ts';

@@ -13,12 +13,28 @@ export type Role = 'command' | 'blocking' | 'subscriber';
 export interface ShardOptions {
   /** Upper bound for any non-blocking command, including time queued while reconnecting. */
   commandTimeoutMs: number;
+  /** Connect the command connection on its first command instead of at construction. */
+  lazyConnect?: boolean;
 }
 
 /** Reconnect delay: exponential from 50 ms to 2 s, with jitter so shards don't stampede. */
 export function reconnectDelay(attempt: number): number {
   const base = Math.min(50 * 2 ** Math.min(attempt, 6), 2000);
   return Math.round(base / 2 + Math.random() * (base / 2));
+}
+
+/**
+ * `disconnect()`, and settle what it leaves pending: a client waiting to reconnect has no socket
+ * to close, so ioredis never rejects its queued commands — they would hang, and their
+ * `commandTimeout` timers would keep the process alive after close().
+ */
+function hangUp(client: Redis): void {
+  client.disconnect();
+  if (client.status === 'reconnecting') {
+    (client as unknown as { flushQueue(err: Error): void }).flushQueue(
+      new Error('Connection is closed.'),
+    );
+  }
 }
 
 export class RedisTooOld extends Error {
@@ -39,6 +55,7 @@ export class Shard extends EventEmitter {
     this.client = this.connect('command', {
       enableAutoPipelining: true,
       commandTimeout: opts.commandTimeoutMs,
+      ...(opts.lazyConnect ? { lazyConnect: true } : {}),
     });
   }
 
@@ -96,13 +113,13 @@ export class Shard extends EventEmitter {
 
   release(client: Redis): void {
     this.extra.delete(client);
-    client.disconnect();
+    hangUp(client);
   }
 
   close(): void {
-    for (const client of this.extra) client.disconnect();
+    for (const client of this.extra) hangUp(client);
     this.extra.clear();
-    this.client.disconnect();
+    hangUp(this.client);
     this.removeAllListeners();
   }
 }

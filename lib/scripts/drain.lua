@@ -1,0 +1,18 @@
+-- drain: non-blocking batch pop over the keys a reader watches, lowest score (oldest) first.
+--
+-- KEYS[1..n]  channel keys (ZSETs)
+-- ARGV[i]     how many members to pop from KEYS[i] at most (0 skips it)
+--
+-- Returns one entry per key that gave anything: { i, member1, score1, member2, score2, … }.
+local out = {}
+for i = 1, #KEYS do
+  local count = tonumber(ARGV[i])
+  if count > 0 then
+    local popped = redis.call('ZPOPMIN', KEYS[i], count)
+    if #popped > 0 then
+      table.insert(popped, 1, i)
+      out[#out + 1] = popped
+    end
+  end
+end
+return out
