@@ -124,12 +124,18 @@ async def stream(layer, channel, inflight, seconds, stall):
 
 
 async def stream_scenario(layer, channel, inflight, p):
+    warm = None
     if p["warmup"] > 0:
-        await stream(layer, channel, inflight, p["warmup"], p["stallSeconds"])
+        warm = await stream(layer, channel, inflight, p["warmup"], p["stallSeconds"])
     r = await stream(layer, channel, inflight, p["duration"], p["stallSeconds"])
     return {
         "metrics": {"throughput": r["received"] / r["elapsedMs"] * 1000},
-        "info": {**r, "sendRate": r["sent"] / r["sendMs"] * 1000},
+        "info": {
+            **r,
+            "sendRate": r["sent"] / r["sendMs"] * 1000,
+            # Every message this process moved, warm-up included (Redis work per message).
+            "messages": (warm["received"] if warm else 0) + r["received"],
+        },
     }
 
 
@@ -148,6 +154,8 @@ async def ping_pong_scenario(layer, p):
 
     ptask = wd.watch(asyncio.ensure_future(ponger()))
 
+    trips = [0]
+
     async def pinger():
         samples = []
         start = now()
@@ -161,6 +169,7 @@ async def ping_pong_scenario(layer, p):
             await layer.send(b, bench_message(i))
             await layer.receive(a)
             wd.progress()
+            trips[0] += 1
             if t >= measure_from:
                 samples.append((now() - t) * 1000)
             i += 1
@@ -173,7 +182,11 @@ async def ping_pong_scenario(layer, p):
     samples.sort()
     return {
         "metrics": {"p50": percentile_sorted(samples, 50), "p99": percentile_sorted(samples, 99)},
-        "info": {"samples": len(samples), "max": samples[-1] if samples else None},
+        "info": {
+            "samples": len(samples),
+            "max": samples[-1] if samples else None,
+            "messages": 2 * trips[0],
+        },
     }
 
 
@@ -199,7 +212,11 @@ async def group_scenario(layer, p):
     times.sort()
     return {
         "metrics": {"p50": percentile_sorted(times, 50), "p99": percentile_sorted(times, 99)},
-        "info": {"rounds": len(times), "members": len(members)},
+        "info": {
+            "rounds": len(times),
+            "members": len(members),
+            "messages": (p["warmupIterations"] + p["iterations"]) * len(members),
+        },
     }
 
 

@@ -216,7 +216,8 @@ export const ROWS: RowDef[] = [
  * check of the servers). Scenario-major, so each scenario's implementations run back to back
  * under the same background load. */
 export function planRuns(o: {
-  chanlayer: boolean;
+  /** Which chanlayer layers to run: 'core' and/or 'pubsub' (those lib/index.ts exports). */
+  chanlayer: readonly ('core' | 'pubsub')[];
   python: boolean;
   ceilings: boolean;
   /** False for the in-memory self-test: separate in-memory layers share no group state. */
@@ -242,15 +243,16 @@ export function planRuns(o: {
     'pubsub-inflight',
     'pubsub-pingpong',
   ];
+  const kind = (id: ScenarioId): 'core' | 'pubsub' =>
+    id.startsWith('pubsub-') ? 'pubsub' : 'core';
+  const chanlayer = (id: ScenarioId): boolean => o.chanlayer.includes(kind(id));
   for (const id of shared) {
-    if (o.chanlayer) add('chanlayer', id, 1);
-    if (o.chanlayer) add('chanlayer', id, 3);
+    if (chanlayer(id)) add('chanlayer', id, 1);
+    if (chanlayer(id)) add('chanlayer', id, 3);
     if (o.python) add('channels_redis', id, 1);
   }
-  if (o.chanlayer) {
-    if (o.bigGroup !== false) add('chanlayer', 'core-group-big', 3);
-    add('chanlayer', 'core-memory', 1);
-    add('chanlayer', 'pubsub-memory', 1);
-  }
+  if (chanlayer('core-group-big') && o.bigGroup !== false) add('chanlayer', 'core-group-big', 3);
+  if (chanlayer('core-memory')) add('chanlayer', 'core-memory', 1);
+  if (chanlayer('pubsub-memory')) add('chanlayer', 'pubsub-memory', 1);
   return runs;
 }

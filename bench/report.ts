@@ -117,3 +117,51 @@ export function buildReport(runs: Map<string, RunRecord>, reps: number): RowRepo
     return row;
   });
 }
+
+/** Redis work per delivered message for one client run, over all its repetitions. */
+export interface WorkRow {
+  run: string;
+  /** Commands per message, Lua-internal ones included; `scripts` of them are EVAL/EVALSHA. */
+  commands: number;
+  scripts: number;
+  breakdown: [command: string, perMessage: number][];
+  cpuUs: number;
+}
+
+const SCRIPT_COMMANDS = new Set(['eval', 'evalsha', 'eval_ro', 'evalsha_ro', 'fcall']);
+
+/**
+ * "Where the time goes" on the Redis side: commands and Redis CPU per message, from the
+ * servers' counters. Commands issued inside scripts are counted too (Redis cannot tell them
+ * apart), so a script-based layer shows its script calls separately.
+ */
+export function buildWork(runs: RunRecord[]): WorkRow[] {
+  const rows: WorkRow[] = [];
+  for (const r of runs) {
+    if (r.impl === 'redis-benchmark' || r.id.endsWith('-memory') || r.id === 'core-group-big') {
+      continue;
+    }
+    const calls: Record<string, number> = {};
+    let messages = 0;
+    let cpu = 0;
+    for (const rep of r.reps) {
+      const n = rep && 'metrics' in rep ? Number(rep.info?.messages ?? 0) : 0;
+      if (!rep || !('metrics' in rep) || !rep.redis || n <= 0) continue;
+      messages += n;
+      cpu += rep.redis.cpuMs;
+      for (const [k, v] of Object.entries(rep.redis.calls)) calls[k] = (calls[k] ?? 0) + v;
+    }
+    if (messages === 0) continue;
+    const per = Object.entries(calls)
+      .map(([k, v]): [string, number] => [k, v / messages])
+      .sort((a, b) => b[1] - a[1]);
+    rows.push({
+      run: r.key,
+      commands: per.reduce((sum, [, v]) => sum + v, 0),
+      scripts: per.filter(([k]) => SCRIPT_COMMANDS.has(k)).reduce((sum, [, v]) => sum + v, 0),
+      breakdown: per,
+      cpuUs: (cpu * 1000) / messages,
+    });
+  }
+  return rows;
+}

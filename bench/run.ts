@@ -16,17 +16,18 @@ import { USAGE, parseOptions, type Options } from './config.ts';
 import { planRuns, type RunSpec } from './plan.ts';
 import { Progress } from './progress.ts';
 import { runCeiling, type CeilingId } from './redis-benchmark.ts';
-import { buildReport, type RepResult, type RunRecord } from './report.ts';
+import { buildReport, buildWork, type RepResult, type RunRecord } from './report.ts';
 import { loadChanlayer } from './scenarios/index.ts';
-import { flushAll, startServers, type BenchServers } from './servers.ts';
+import { flushAll, startServers, startWork, type BenchServers } from './servers.ts';
 import { charts } from './svg.ts';
-import { renderTable } from './table.ts';
+import { renderTable, renderWork } from './table.ts';
 import type { ScenarioParams, ScenarioResult } from './types.ts';
 
 interface ResultsFile {
   meta: Record<string, unknown>;
   runs: RunRecord[];
   rows: ReturnType<typeof buildReport>;
+  work: ReturnType<typeof buildWork>;
 }
 
 const tryRun = (cmd: string, args: string[]): string | undefined => {
@@ -95,13 +96,16 @@ async function measure(o: Options): Promise<ResultsFile> {
   };
   const skipped = meta.skipped as Record<string, string>;
 
-  let chanlayer = o.impls.has('chanlayer');
-  if (chanlayer) {
+  let chanlayer: ('core' | 'pubsub')[] = [];
+  if (o.impls.has('chanlayer')) {
     const loaded = await loadChanlayer(o.params.inMemory);
     if (typeof loaded === 'string') {
       skipped.chanlayer = loaded;
       log(`skipping chanlayer: ${loaded}`);
-      chanlayer = false;
+    } else {
+      chanlayer = loaded.kinds;
+      for (const why of loaded.missing) log(`skipping part of chanlayer: ${why}`);
+      if (loaded.missing.length) skipped.chanlayer = loaded.missing.join('; ');
     }
   }
   let python = o.impls.has('channels_redis');
@@ -159,7 +163,9 @@ async function measure(o: Options): Promise<ResultsFile> {
         let result: RepResult;
         try {
           await flushAll(servers);
+          const work = await startWork(servers);
           result = await runOne(spec, servers, o, pin);
+          result.redis = await work();
           bar.end(o.quick ? `${spec.key}: ${brief(result)}` : undefined);
         } catch (err) {
           const message = (err as Error).message;
@@ -175,15 +181,42 @@ async function measure(o: Options): Promise<ResultsFile> {
   }
   bar.finish();
   meta.loadavgEnd = os.loadavg().map((l) => +l.toFixed(2));
-  return { meta, runs: [...records.values()], rows: [] };
+  return { meta, runs: [...records.values()], rows: [], work: [] };
+}
+
+/** Lines under the table: what differs from a standard run, and what failed. */
+function notes(results: ResultsFile): string[] {
+  const out: string[] = [];
+  const p = results.meta.params as Options['params'] | undefined;
+  if (p?.inMemory)
+    out.push('SELF-TEST: "chanlayer" is InMemoryChannelLayer here (--inmemory), not Redis.');
+  if (p && (p.bigGroupSize !== 100_000 || p.memoryChannels !== 100_000)) {
+    out.push(
+      `Sizes differ from the labels: big group ${p.bigGroupSize.toLocaleString('en-US')} members, ` +
+        `memory ${p.memoryChannels.toLocaleString('en-US')} channels.`,
+    );
+  }
+  for (const [name, why] of Object.entries(
+    (results.meta.skipped ?? {}) as Record<string, string>,
+  )) {
+    out.push(`Skipped ${name}: ${why}`);
+  }
+  for (const r of results.runs) {
+    r.reps.forEach((rep, i) => {
+      if (rep && 'error' in rep)
+        out.push(`Failed ${r.key} (rep ${i + 1}): ${rep.error.split('\n')[0]}`);
+    });
+  }
+  return out;
 }
 
 function output(results: ResultsFile, o: Options): void {
   const runs = new Map(results.runs.map((r) => [r.key, r]));
   const reps = Number(results.meta.reps) || 1;
   results.rows = buildReport(runs, reps);
-  const table = renderTable(results.rows);
-  process.stdout.write(`${table}\n`);
+  results.work = buildWork(results.runs);
+  const table = renderTable(results.rows, notes(results));
+  process.stdout.write(`${table}\n\nRedis work per message:\n\n${renderWork(results.work)}\n`);
 
   const out = path.resolve(ROOT, o.out);
   fs.mkdirSync(out, { recursive: true });

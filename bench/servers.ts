@@ -37,3 +37,38 @@ export async function startServers(count: number, pinCore?: number): Promise<Ben
 export async function flushAll(servers: BenchServers): Promise<void> {
   await Promise.all(servers.ports.map((p) => redisCommand(p, ['FLUSHALL'])));
 }
+
+/** What the servers did during one run: command calls and CPU, summed over every server. */
+export interface RedisWork {
+  /** Calls per command, commands run inside Lua scripts included (Redis counts them too). */
+  calls: Record<string, number>;
+  /** Redis CPU (user + system, all threads), ms. */
+  cpuMs: number;
+}
+
+/** The bench's own commands, left out of a run's figures. */
+const ADMIN = new Set(['config|resetstat', 'flushall', 'info', 'script|load']);
+
+async function cpuMs(port: number): Promise<number> {
+  const info = String(await redisCommand(port, ['INFO', 'cpu']));
+  const read = (k: string): number => Number(new RegExp(`${k}:([\\d.]+)`).exec(info)?.[1] ?? 0);
+  return (read('used_cpu_user') + read('used_cpu_sys')) * 1000;
+}
+
+/** Zeroes the command counters and returns a function that reads what happened since. */
+export async function startWork(servers: BenchServers): Promise<() => Promise<RedisWork>> {
+  await Promise.all(servers.ports.map((p) => redisCommand(p, ['CONFIG', 'RESETSTAT'])));
+  const cpu0 = await Promise.all(servers.ports.map(cpuMs));
+  return async () => {
+    const calls: Record<string, number> = {};
+    let cpu = 0;
+    for (const [i, port] of servers.ports.entries()) {
+      cpu += (await cpuMs(port)) - cpu0[i]!;
+      const stats = String(await redisCommand(port, ['INFO', 'commandstats']));
+      for (const m of stats.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
+        if (!ADMIN.has(m[1]!)) calls[m[1]!] = (calls[m[1]!] ?? 0) + Number(m[2]);
+      }
+    }
+    return { calls, cpuMs: cpu };
+  };
+}

@@ -1,5 +1,5 @@
 /** The result table as Markdown: readable in a terminal, pasteable into docs/performance.md. */
-import { fmtRatio, type RowReport } from './report.ts';
+import { fmtRatio, type RowReport, type WorkRow } from './report.ts';
 import type { Summary } from './stats.ts';
 
 /** Figures to a sensible precision: rates as integers, latencies to 3 significant digits. */
@@ -18,7 +18,13 @@ function cell(s: Summary | undefined, unit: RowReport['unit']): string {
 
 const ratio = (s: Summary | undefined): string => (s ? fmtRatio(s.median) : '—');
 
-export function renderTable(rows: RowReport[]): string {
+const measured = (r: RowReport): boolean =>
+  [r.chanlayer1, r.chanlayer3, r.channelsRedis, r.ceiling].some(Boolean);
+
+/** `notes`: run-specific lines (smaller quick-run sizes, failed runs) printed under the table. */
+export function renderTable(all: RowReport[], notes: string[] = []): string {
+  // Rows nothing was measured for (--only, skipped implementations) are left out.
+  const rows = all.filter(measured);
   const header = [
     'scenario',
     'unit',
@@ -59,5 +65,45 @@ export function renderTable(rows: RowReport[]): string {
     '1 host" with 10% slack for noise; ✓ met, ✗ missed (by the factor shown), · not measured.',
     'Redis ceiling of each row:',
     ...ceilings,
+    ...(notes.length ? ['', ...notes] : []),
+  ].join('\n');
+}
+
+const per = (n: number): string =>
+  n >= 10 ? n.toFixed(0) : n >= 0.1 ? n.toFixed(2) : n.toFixed(3);
+
+/** The "where the time goes" table: Redis commands and Redis CPU per delivered message. */
+export function renderWork(rows: WorkRow[]): string {
+  const header = [
+    'run',
+    'commands/msg',
+    'of which scripts',
+    'Redis CPU µs/msg',
+    'commands per message',
+  ];
+  const body = rows.map((r) => [
+    r.run,
+    per(r.commands),
+    per(r.scripts),
+    per(r.cpuUs),
+    r.breakdown
+      .filter(([, v]) => v >= 0.005)
+      .slice(0, 12)
+      .map(([k, v]) => `${k} ${per(v)}`)
+      .join(', '),
+  ]);
+  const width = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const line = (cells: string[]): string =>
+    `| ${cells.map((c, i) => c.padEnd(width[i]!)).join(' | ')} |`;
+  const rule = `|${width.map((w, i) => (i >= 1 && i <= 3 ? `${'-'.repeat(w + 1)}:` : '-'.repeat(w + 2))).join('|')}|`;
+  return [
+    line(header),
+    rule,
+    ...body.map(line),
+    '',
+    'Per message delivered, warm-up and setup (groupAdd) included, summed over every server',
+    'and repetition. Commands run inside Lua scripts are counted too (Redis does not tell them',
+    'apart), so a script call and its inner commands both appear; round trips are at most',
+    'commands − inner commands.',
   ].join('\n');
 }

@@ -45,6 +45,8 @@ export interface ScenarioParams {
 export interface ScenarioResult {
   metrics: Record<string, number>;
   info?: Record<string, unknown>;
+  /** Added by the orchestrator: what the Redis servers did during the run (servers.ts). */
+  redis?: { calls: Record<string, number>; cpuMs: number };
 }
 
 /** The message every scenario sends, in both languages: about 130 bytes of msgpack. */

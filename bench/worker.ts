@@ -11,9 +11,9 @@ import { RESULT_MARK, type ScenarioParams } from './types.ts';
 
 async function main(): Promise<void> {
   const params = JSON.parse(process.argv[2] ?? '') as ScenarioParams;
-  const make = await loadChanlayer(params.inMemory === true);
-  if (typeof make === 'string') throw new Error(make);
-  const result = await runScenario(make, params);
+  const chanlayer = await loadChanlayer(params.inMemory === true);
+  if (typeof chanlayer === 'string') throw new Error(chanlayer);
+  const result = await runScenario(chanlayer.make, params);
   process.stdout.write(RESULT_MARK + JSON.stringify(result) + '\n');
 }
 

@@ -20,20 +20,25 @@ export function benchMessage(i: number): Message {
 export const END = 'bench.end';
 
 /**
- * Aborts when `progress()` has not been called for `stallMs`. One timer per run, not one per
- * receive: a per-receive timeout would add its own cost to the hot path being measured (and
- * Python's `wait_for` would add far more), so the bench only pays for this when things stall.
+ * Rejects `stalled` when `progress()` has not been called for `stallMs`. Scenarios race whole
+ * loops (not single receives) against it: one timer per run and no AbortSignal per receive,
+ * because a per-receive signal or timeout would add its own cost to the very path being
+ * measured (and Python's `wait_for` far more), and Django consumers pass none either.
  */
 export class Watchdog {
-  readonly controller = new AbortController();
+  readonly stalled: Promise<never>;
   private last = now();
   private readonly timer: NodeJS.Timeout;
 
   constructor(stallMs: number) {
+    let fail!: (err: Error) => void;
+    this.stalled = new Promise<never>((_, reject) => (fail = reject));
+    this.stalled.catch(() => {}); // only an error for whoever races it
     this.timer = setInterval(
       () => {
         if (now() - this.last > stallMs) {
-          this.controller.abort(new Error(`no progress for ${stallMs} ms`));
+          clearInterval(this.timer);
+          fail(new Error(`no progress for ${stallMs} ms`));
         }
       },
       Math.min(250, stallMs / 4),
@@ -41,8 +46,9 @@ export class Watchdog {
     this.timer.unref();
   }
 
-  get signal(): AbortSignal {
-    return this.controller.signal;
+  /** `work`, or the stall error if nothing progresses first. */
+  race<T>(work: Promise<T>): Promise<T> {
+    return Promise.race([work, this.stalled]);
   }
 
   progress(): void {

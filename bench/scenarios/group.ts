@@ -14,13 +14,13 @@ async function round(
   sender: BenchLayer,
   members: { layer: BenchLayer; channel: string }[],
   i: number,
-  signal: AbortSignal,
+  watchdog: Watchdog,
 ): Promise<number> {
-  const pending = members.map((m) => m.layer.receive(m.channel, { signal }));
+  const pending = members.map((m) => m.layer.receive(m.channel));
   await sleep(20);
   const t0 = now();
   await sender.groupSend(GROUP, benchMessage(i));
-  await Promise.all(pending);
+  await watchdog.race(Promise.all(pending));
   return now() - t0;
 }
 
@@ -32,7 +32,7 @@ async function rounds(
   const watchdog = new Watchdog(p.stallSeconds * 1000);
   const times: number[] = [];
   for (let i = 0; i < p.warmupIterations + p.iterations; i++) {
-    const t = await round(sender, members, i, watchdog.signal);
+    const t = await round(sender, members, i, watchdog);
     watchdog.progress();
     if (i >= p.warmupIterations) times.push(t);
   }
@@ -51,7 +51,11 @@ export async function groupScenario(
   const times = await rounds(layer, members, p);
   return {
     metrics: { p50: percentileSorted(times, 50), p99: percentileSorted(times, 99) },
-    info: { rounds: times.length, members: members.length },
+    info: {
+      rounds: times.length,
+      members: members.length,
+      messages: (p.warmupIterations + p.iterations) * members.length,
+    },
   };
 }
 
@@ -101,7 +105,12 @@ export async function bigGroupScenario(
     });
     return {
       metrics: { time: percentileSorted(times, 50), groupAddAll: setupMs },
-      info: { members: members.length, shardsCovered: covered.size, rounds: times },
+      info: {
+        members: members.length,
+        shardsCovered: covered.size,
+        rounds: times,
+        messages: times.length * members.length,
+      },
     };
   } finally {
     await Promise.all([sender, ...receivers].map((l) => l.close()));

@@ -19,12 +19,20 @@ export const BENCH_CAPACITY = 1_000_000;
 
 const LIB = new URL('../../lib/index.ts', import.meta.url);
 
+export interface Chanlayer {
+  make: LayerFactory;
+  /** The kinds lib/index.ts exports today (the layers land one at a time). */
+  kinds: LayerKind[];
+  /** Why a kind is missing, for the skip message. */
+  missing: string[];
+}
+
 /**
- * Loads the Redis layers from lib/index.ts by URL rather than a static import, so the harness
+ * Loads the layers from lib/index.ts by URL rather than a static import, so the harness
  * type-checks and runs its other parts while the layers are still being written. Returns the
- * reason when they are not there yet.
+ * reason when none is there yet.
  */
-export async function loadChanlayer(inMemory = false): Promise<LayerFactory | string> {
+export async function loadChanlayer(inMemory = false): Promise<Chanlayer | string> {
   let mod: Record<string, unknown>;
   try {
     mod = (await import(LIB.href)) as Record<string, unknown>;
@@ -35,18 +43,33 @@ export async function loadChanlayer(inMemory = false): Promise<LayerFactory | st
     // Harness self-test (`--inmemory`): the scenarios against InMemoryChannelLayer, no Redis.
     const mem = mod.InMemoryChannelLayer as LayerCtor | undefined;
     if (typeof mem !== 'function') return 'lib/index.ts does not export InMemoryChannelLayer';
-    return () => new mem({ capacity: BENCH_CAPACITY });
+    return {
+      make: () => new mem({ capacity: BENCH_CAPACITY }),
+      kinds: ['core', 'pubsub'],
+      missing: [],
+    };
   }
-  const core = mod.RedisChannelLayer as LayerCtor | undefined;
-  const pubsub = mod.RedisPubSubChannelLayer as LayerCtor | undefined;
-  const missing = [!core && 'RedisChannelLayer', !pubsub && 'RedisPubSubChannelLayer'].filter(
-    Boolean,
-  );
-  if (typeof core !== 'function' || typeof pubsub !== 'function') {
-    return `lib/index.ts does not export ${missing.join(' and ')} yet`;
-  }
-  return (kind, hosts) =>
-    new (kind === 'core' ? core : pubsub)({ hosts, capacity: BENCH_CAPACITY });
+  const ctors: Record<LayerKind, unknown> = {
+    core: mod.RedisChannelLayer,
+    pubsub: mod.RedisPubSubChannelLayer,
+  };
+  const kinds = (['core', 'pubsub'] as const).filter((k) => typeof ctors[k] === 'function');
+  const missing = (['core', 'pubsub'] as const)
+    .filter((k) => !kinds.includes(k))
+    .map(
+      (k) =>
+        `lib/index.ts does not export ${k === 'core' ? 'RedisChannelLayer' : 'RedisPubSubChannelLayer'} yet`,
+    );
+  if (kinds.length === 0) return missing.join('; ');
+  return {
+    make: (kind, hosts) => {
+      const Ctor = ctors[kind] as LayerCtor | undefined;
+      if (typeof Ctor !== 'function') throw new Error(missing.join('; '));
+      return new Ctor({ hosts, capacity: BENCH_CAPACITY });
+    },
+    kinds,
+    missing,
+  };
 }
 
 export function layerKindOf(scenario: ScenarioParams['scenario']): LayerKind {

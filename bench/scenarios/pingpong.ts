@@ -14,35 +14,40 @@ export async function pingPongScenario(
   const a = await layer.newChannel();
   const b = await layer.newChannel();
   const watchdog = new Watchdog(p.stallSeconds * 1000);
-  const signal = watchdog.signal;
 
   const ponger = (async () => {
     for (;;) {
-      const m = await layer.receive(b, { signal });
+      const m = await layer.receive(b);
       if (m.type === END) return;
       await layer.send(a, m);
     }
   })();
 
   const samples: number[] = [];
-  const start = now();
-  const measureFrom = start + p.warmup * 1000;
-  const end = measureFrom + p.duration * 1000;
-  for (let i = 0; ; i++) {
-    const t = now();
-    if (t >= end) break;
-    await layer.send(b, benchMessage(i));
-    await layer.receive(a, { signal });
-    watchdog.progress();
-    if (t >= measureFrom) samples.push(now() - t);
+  let trips = 0;
+  const pinger = async (): Promise<void> => {
+    const measureFrom = now() + p.warmup * 1000;
+    const end = measureFrom + p.duration * 1000;
+    for (let i = 0; ; i++) {
+      const t = now();
+      if (t >= end) break;
+      await layer.send(b, benchMessage(i));
+      await layer.receive(a);
+      watchdog.progress();
+      trips++;
+      if (t >= measureFrom) samples.push(now() - t);
+    }
+    await layer.send(b, { type: END });
+  };
+  try {
+    await watchdog.race(Promise.all([pinger(), ponger]));
+  } finally {
+    watchdog.stop();
   }
-  await layer.send(b, { type: END });
-  await ponger;
-  watchdog.stop();
 
   samples.sort((x, y) => x - y);
   return {
     metrics: { p50: percentileSorted(samples, 50), p99: percentileSorted(samples, 99) },
-    info: { samples: samples.length, max: samples[samples.length - 1] },
+    info: { samples: samples.length, max: samples[samples.length - 1], messages: 2 * trips },
   };
 }

@@ -41,25 +41,20 @@ export async function stream(
   let drained: Promise<void> | undefined;
   let wake: (() => void) | undefined;
 
+  let expected = Infinity;
   const receiver = (async () => {
-    let expected = Infinity;
-    try {
-      while (received < expected) {
-        const m = await layer.receive(channel, { signal: watchdog.signal });
-        watchdog.progress();
-        if (m.type === END) expected = m.sent as number;
-        else {
-          received++;
-          tLast = now();
-          if (wake && sent - received < MAX_BACKLOG / 2) {
-            wake();
-            wake = drained = undefined;
-          }
+    while (received < expected) {
+      const m = await layer.receive(channel);
+      watchdog.progress();
+      if (m.type === END) expected = m.sent as number;
+      else {
+        received++;
+        tLast = now();
+        if (wake && sent - received < MAX_BACKLOG / 2) {
+          wake();
+          wake = drained = undefined;
         }
       }
-    } catch (err) {
-      // A stall after the end marker means lost messages (reported); before it, a failure.
-      if (expected === Infinity) throw err;
     }
   })();
 
@@ -77,8 +72,14 @@ export async function stream(
   await Promise.all(Array.from({ length: inflight }, sender));
   const sendMs = now() - t0;
   await layer.send(channel, { type: END, sent });
-  await receiver;
-  watchdog.stop();
+  try {
+    await watchdog.race(receiver);
+  } catch (err) {
+    // A stall after the end marker means lost messages (reported); before it, a failure.
+    if (expected === Infinity) throw err;
+  } finally {
+    watchdog.stop();
+  }
   return { sent, received, elapsedMs: tLast - t0, sendMs, lost: sent - received };
 }
 
@@ -89,10 +90,15 @@ export async function streamScenario(
   p: { duration: number; warmup: number; stallSeconds: number },
 ): Promise<ScenarioResult> {
   const stallMs = p.stallSeconds * 1000;
-  if (p.warmup > 0) await stream(layer, channel, inflight, p.warmup, stallMs);
+  const warm = p.warmup > 0 ? await stream(layer, channel, inflight, p.warmup, stallMs) : undefined;
   const r = await stream(layer, channel, inflight, p.duration, stallMs);
   return {
     metrics: { throughput: (r.received / r.elapsedMs) * 1000 },
-    info: { ...r, sendRate: (r.sent / r.sendMs) * 1000 },
+    // `messages`: every message this process moved, warm-up included (for Redis work per message).
+    info: {
+      ...r,
+      sendRate: (r.sent / r.sendMs) * 1000,
+      messages: (warm?.received ?? 0) + r.received,
+    },
   };
 }
