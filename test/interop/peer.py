@@ -27,6 +27,8 @@ Operations (all take "id"; layer operations take "layer", the name given at crea
     receive   layer channel [timeout=30]      -> tagged message; error "Timeout" after timeout
     group_add / group_discard  layer group channel   (pubsub group_add waits like new_channel)
     group_send layer group message(tagged)
+    listen    layer channel                   pubsub: subscribe a name not made by new_channel
+                                                 (as receive does), return once Redis lists it
     flush / close  layer
     serialize layer message                   -> hex of layer.serialize(message)
     deserialize layer hex                     -> tagged layer.deserialize(bytes)
@@ -200,6 +202,18 @@ async def op_receive(req):
     except asyncio.TimeoutError:
         raise Timeout(f"nothing on {req['channel']} within {req.get('timeout', 30)} s") from None
     return tag(message)
+
+
+async def op_listen(req):
+    """pubsub: subscribe to a channel this layer did not create (what `receive` does on first
+    use) and return once Redis lists the subscription, so a publish cannot race it."""
+    kind, layer = get_layer(req)
+    if kind != "pubsub":
+        raise ValueError("listen is for pubsub layers")
+    loop_layer = layer._get_layer()
+    if req["channel"] not in loop_layer.channels:
+        await loop_layer._subscribe_to_channel(req["channel"])
+    await wait_subscribed(layer, req["channel"])
 
 
 async def op_group_add(req):

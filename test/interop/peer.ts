@@ -234,6 +234,11 @@ export class PyLayer {
     });
   }
 
+  /** Pub/Sub: subscribe to a name this layer did not create; resolves once Redis lists it. */
+  listen(channel: string): Promise<void> {
+    return this.peer.call('listen', { layer: this.name, channel });
+  }
+
   groupAdd(group: string, channel: string): Promise<void> {
     return this.peer.call('group_add', { layer: this.name, group, channel });
   }
