@@ -3,11 +3,12 @@
  * `getChannelLayer(alias)` building each layer once, `fromConfig` building one. A pasted Django
  * `CHANNEL_LAYERS` block works as is (Python BACKEND paths, snake_case CONFIG keys).
  */
-import { fromDjangoConfig, type LayerOptions } from './config.ts';
+import { fromDjangoConfig, resolveOptions, type LayerOptions } from './config.ts';
 import { ConfigurationError } from './errors.ts';
 import { InMemoryChannelLayer } from './layers/in-memory.ts';
 import { RedisChannelLayer } from './layers/redis.ts';
 import { RedisPubSubChannelLayer } from './layers/redis-pubsub.ts';
+import { getSerializer } from './serde/registry.ts';
 import type { ChannelLayer } from './types.ts';
 
 export interface LayerConfig {
@@ -51,6 +52,14 @@ class ChannelLayerManager {
     for (const [alias, config] of Object.entries(configs)) {
       if (!BACKENDS[config?.BACKEND]) {
         throw new ConfigurationError(`Unknown BACKEND "${String(config?.BACKEND)}" for alias "${alias}"`);
+      }
+      // Bad options (a bare string for hosts, an unknown serializerFormat, …) fail here, as
+      // API.md asks, rather than at the first getChannelLayer(). Nothing is built or connected.
+      try {
+        getSerializer(resolveOptions(fromDjangoConfig(config.CONFIG ?? {})).serializerFormat);
+      } catch (err) {
+        if (!(err instanceof ConfigurationError)) throw err;
+        throw new ConfigurationError(`alias "${alias}": ${err.message}`, { cause: err });
       }
     }
     this.configs = configs;
