@@ -609,6 +609,35 @@ describe('msgpack round trip of every type edge', () => {
     );
   });
 
+  it('nesting: as deep as a reader accepts works; deeper is a TypeError at send, not an unreadable payload', async () => {
+    const nest = (depth: number): unknown => {
+      let v: unknown = 'leaf';
+      for (let i = 0; i < depth; i++) v = i % 2 ? { k: v } : [v];
+      return v;
+    };
+    // The message map is level 0, so `v` at level 1 holding 511 containers puts the leaf at 512.
+    const ok = { type: 't', v: nest(511) };
+    assert.deepStrictEqual(roundTrip(ok), ok);
+    for (const depth of [512, 600, 100_000]) {
+      assert.throws(
+        () => encode({ type: 't', v: nest(depth) }),
+        (err: unknown) =>
+          err instanceof TypeError &&
+          /^message\.v[.[].* is nested deeper than 512 levels/.test(err.message),
+        `depth ${depth}`,
+      );
+    }
+    const layer = new InMemoryChannelLayer();
+    try {
+      await assert.rejects(layer.send('deep', { type: 't', v: nest(600) }), TypeError);
+      assert.equal(layer.activeChannels, 0, 'nothing was queued that no receiver could read');
+      await layer.send('deep', ok);
+      assert.deepStrictEqual(await layer.receive('deep'), ok);
+    } finally {
+      await layer.close();
+    }
+  });
+
   it('a shared (non-cyclic) reference is fine', () => {
     const shared = { x: 1 };
     assert.deepStrictEqual(roundTrip({ type: 't', a: shared, b: [shared, shared] }), {

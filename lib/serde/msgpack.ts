@@ -13,6 +13,8 @@ import type { Serializer } from './types.ts';
 const UINT64_MAX = (1n << 64n) - 1n;
 const INT64_MIN = -(1n << 63n);
 const TWO_32 = 0x1_0000_0000;
+/** Deepest nesting level (the message itself is level 0) that encode writes and decode reads. */
+const MAX_DEPTH = 512;
 
 class Writer {
   buf = Buffer.allocUnsafe(4096);
@@ -43,6 +45,10 @@ class Writer {
   }
 
   value(v: unknown): void {
+    // Never write what decode() refuses to read: the message would be accepted, then unreadable.
+    if (this.path.length > MAX_DEPTH) {
+      throw unsupportedValue(this.path, `nested deeper than ${MAX_DEPTH} levels`);
+    }
     switch (typeof v) {
       case 'string':
         return this.string(v);
@@ -192,7 +198,7 @@ class Reader {
   }
 
   value(depth: number): unknown {
-    if (depth > 512) throw new MsgpackDecodeError('msgpack nesting deeper than 512');
+    if (depth > MAX_DEPTH) throw new MsgpackDecodeError(`msgpack nesting deeper than ${MAX_DEPTH}`);
     this.need(1);
     const b = this.buf[this.pos++]!;
     if (b < 0x80) return b;
