@@ -4,7 +4,7 @@
  * rejected call leaves the layer untouched.
  */
 import assert from 'node:assert/strict';
-import { after, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { InvalidChannelName, InvalidGroupName } from '../lib/errors.ts';
 import {
   MAX_NAME_LENGTH,
@@ -14,6 +14,10 @@ import {
   nonLocalName,
 } from '../lib/names.ts';
 import { InMemoryChannelLayer } from '../lib/layers/in-memory.ts';
+import { RedisChannelLayer } from '../lib/layers/redis.ts';
+import { RedisPubSubChannelLayer } from '../lib/layers/redis-pubsub.ts';
+import type { ChannelLayer } from '../lib/types.ts';
+import { startRedis, type RedisGroup } from './harness/redis.ts';
 
 const VALID_CHANNELS = [
   'a',
@@ -306,5 +310,88 @@ describe('InMemoryChannelLayer methods reject bad names (never throw synchronous
     await layer.send(ok, { type: 'long' });
     assert.deepEqual(await layer.receive(ok), { type: 'long' });
     await assert.rejects(layer.send('c'.repeat(100), { type: 'long' }), InvalidChannelName);
+  });
+});
+
+describe('the Redis layers reject bad names the same way (never throw synchronously)', () => {
+  let redis: RedisGroup;
+  const layers: Array<ChannelLayer & { deleteChannel(c: string): Promise<void> }> = [];
+  before(async () => {
+    redis = await startRedis({ count: 1 });
+    layers.push(
+      new RedisChannelLayer({ hosts: redis.urls }),
+      new RedisPubSubChannelLayer({ hosts: redis.urls }),
+    );
+  });
+  after(async () => {
+    await Promise.all(layers.map((l) => l.close()));
+    await redis?.stop();
+  });
+  const msg = { type: 'test.message' };
+
+  it('every method, for every kind of bad name', async () => {
+    for (const layer of layers) {
+      const kind = layer.constructor.name;
+      for (const name of [
+        'bad name',
+        '',
+        'a'.repeat(100),
+        'ünï',
+        'a!b!c',
+        7,
+      ] as unknown as string[]) {
+        const what = `${kind} ${label(name)}`;
+        await assert.rejects(
+          callAsync(() => layer.send(name, msg)),
+          InvalidChannelName,
+          what,
+        );
+        await assert.rejects(
+          callAsync(() => layer.receive(name)),
+          InvalidChannelName,
+          what,
+        );
+        await assert.rejects(
+          callAsync(() => layer.groupAdd('group', name)),
+          InvalidChannelName,
+          what,
+        );
+        await assert.rejects(
+          callAsync(() => layer.groupDiscard('group', name)),
+          InvalidChannelName,
+          what,
+        );
+        await assert.rejects(
+          callAsync(() => layer.deleteChannel(name)),
+          InvalidChannelName,
+          what,
+        );
+        await assert.rejects(
+          callAsync(() => layer.groupAdd(name, 'chat')),
+          InvalidGroupName,
+          what,
+        );
+        await assert.rejects(
+          callAsync(() => layer.groupDiscard(name, 'chat')),
+          InvalidGroupName,
+          what,
+        );
+        await assert.rejects(
+          callAsync(() => layer.groupSend(name, msg)),
+          InvalidGroupName,
+          what,
+        );
+      }
+      await assert.rejects(
+        callAsync(() => layer.newChannel('bad prefix')),
+        InvalidChannelName,
+        kind,
+      );
+      // Still usable afterwards.
+      const c = await layer.newChannel();
+      const got = layer.receive(c);
+      await layer.send(c, { type: 'after-bad-names' });
+      assert.deepEqual(await got, { type: 'after-bad-names' }, kind);
+    }
   });
 });
