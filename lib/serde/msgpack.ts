@@ -15,6 +15,7 @@ const INT64_MIN = -(1n << 63n);
 const TWO_32 = 0x1_0000_0000;
 /** Deepest nesting level (the message itself is level 0) that encode writes and decode reads. */
 const MAX_DEPTH = 512;
+const SCRATCH_LIMIT = 1 << 20;
 
 class Writer {
   buf = Buffer.allocUnsafe(4096);
@@ -53,7 +54,10 @@ class Writer {
       case 'string':
         return this.string(v);
       case 'number':
-        return Number.isInteger(v) && v >= -(2 ** 63) && v < 2 ** 64 ? this.int(v) : this.float(v);
+        // -0 stays a float (Python's -0.0); an int would lose the sign.
+        return Number.isInteger(v) && v >= -(2 ** 63) && v < 2 ** 64 && !Object.is(v, -0)
+          ? this.int(v)
+          : this.float(v);
       case 'boolean':
         return this.u8(v ? 0xc3 : 0xc2);
       case 'bigint':
@@ -182,6 +186,8 @@ export function encode(value: unknown): Buffer {
   writer.value(value);
   const out = Buffer.allocUnsafe(writer.pos);
   writer.buf.copy(out, 0, 0, writer.pos);
+  // One huge message must not pin a huge scratch buffer for the life of the process.
+  if (writer.buf.length > SCRATCH_LIMIT) writer.buf = Buffer.allocUnsafe(4096);
   return out;
 }
 
@@ -316,8 +322,11 @@ class Reader {
   }
 }
 
+const TWO_53 = 2n ** 53n;
+
+/** `number` while exact (|n| ≤ 2^53), `bigint` beyond (API.md). */
 function narrow(n: bigint): number | bigint {
-  return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
+  return n >= -TWO_53 && n <= TWO_53 ? Number(n) : n;
 }
 
 export function decode(bytes: Uint8Array): unknown {
