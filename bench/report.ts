@@ -125,7 +125,10 @@ export interface WorkRow {
   commands: number;
   scripts: number;
   breakdown: [command: string, perMessage: number][];
+  /** Redis CPU per message, µs (all servers). */
   cpuUs: number;
+  /** The client process's CPU per message, µs (user + system, setup included). */
+  clientCpuUs?: number;
 }
 
 const SCRIPT_COMMANDS = new Set(['eval', 'evalsha', 'eval_ro', 'evalsha_ro', 'fcall']);
@@ -144,11 +147,17 @@ export function buildWork(runs: RunRecord[]): WorkRow[] {
     const calls: Record<string, number> = {};
     let messages = 0;
     let cpu = 0;
+    let clientCpu = 0;
+    let clientMessages = 0;
     for (const rep of r.reps) {
       const n = rep && 'metrics' in rep ? Number(rep.info?.messages ?? 0) : 0;
       if (!rep || !('metrics' in rep) || !rep.redis || n <= 0) continue;
       messages += n;
       cpu += rep.redis.cpuMs;
+      if (typeof rep.info?.cpuMs === 'number') {
+        clientCpu += rep.info.cpuMs;
+        clientMessages += n;
+      }
       for (const [k, v] of Object.entries(rep.redis.calls)) calls[k] = (calls[k] ?? 0) + v;
     }
     if (messages === 0) continue;
@@ -161,6 +170,7 @@ export function buildWork(runs: RunRecord[]): WorkRow[] {
       scripts: per.filter(([k]) => SCRIPT_COMMANDS.has(k)).reduce((sum, [, v]) => sum + v, 0),
       breakdown: per,
       cpuUs: (cpu * 1000) / messages,
+      clientCpuUs: clientMessages ? (clientCpu * 1000) / clientMessages : undefined,
     });
   }
   return rows;

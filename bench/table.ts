@@ -18,6 +18,15 @@ function cell(s: Summary | undefined, unit: RowReport['unit']): string {
 
 const ratio = (s: Summary | undefined): string => (s ? fmtRatio(s.median) : '—');
 
+/** A padded Markdown table; columns in `numeric` are right-aligned. */
+function markdown(header: string[], body: string[][], numeric: (i: number) => boolean): string[] {
+  const width = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const line = (cells: string[]): string =>
+    `| ${cells.map((c, i) => c.padEnd(width[i]!)).join(' | ')} |`;
+  const rule = width.map((w, i) => (numeric(i) ? `${'-'.repeat(w + 1)}:` : '-'.repeat(w + 2)));
+  return [line(header), `|${rule.join('|')}|`, ...body.map(line)];
+}
+
 const measured = (r: RowReport): boolean =>
   [r.chanlayer1, r.chanlayer3, r.channelsRedis, r.ceiling].some(Boolean);
 
@@ -49,15 +58,9 @@ export function renderTable(all: RowReport[], notes: string[] = []): string {
     ratio(r.threeVsOne),
     r.verdicts.map((v) => v.text).join('; ') || '—',
   ]);
-  const width = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
-  const line = (cells: string[]): string =>
-    `| ${cells.map((c, i) => c.padEnd(width[i]!)).join(' | ')} |`;
-  const rule = `|${width.map((w, i) => (i >= 2 && i <= 8 ? `${'-'.repeat(w + 1)}:` : '-'.repeat(w + 2))).join('|')}|`;
   const ceilings = rows.filter((r) => r.ceilingLabel).map((r) => `- ${r.label}: ${r.ceilingLabel}`);
   return [
-    line(header),
-    rule,
-    ...body.map(line),
+    ...markdown(header, body, (i) => i >= 2 && i <= 8),
     '',
     'Medians of the repetitions, (min–max) when more than one. Ratios: chanlayer 1 host ÷ the',
     'column (and chanlayer 3 hosts ÷ 1 host), taken per repetition, then the median. Targets',
@@ -79,6 +82,7 @@ export function renderWork(rows: WorkRow[]): string {
     'commands/msg',
     'of which scripts',
     'Redis CPU µs/msg',
+    'client CPU µs/msg',
     'commands per message',
   ];
   const body = rows.map((r) => [
@@ -86,24 +90,20 @@ export function renderWork(rows: WorkRow[]): string {
     per(r.commands),
     per(r.scripts),
     per(r.cpuUs),
+    r.clientCpuUs === undefined ? '—' : per(r.clientCpuUs),
     r.breakdown
       .filter(([, v]) => v >= 0.005)
       .slice(0, 12)
       .map(([k, v]) => `${k} ${per(v)}`)
       .join(', '),
   ]);
-  const width = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
-  const line = (cells: string[]): string =>
-    `| ${cells.map((c, i) => c.padEnd(width[i]!)).join(' | ')} |`;
-  const rule = `|${width.map((w, i) => (i >= 1 && i <= 3 ? `${'-'.repeat(w + 1)}:` : '-'.repeat(w + 2))).join('|')}|`;
   return [
-    line(header),
-    rule,
-    ...body.map(line),
+    ...markdown(header, body, (i) => i >= 1 && i <= 4),
     '',
     'Per message delivered, warm-up and setup (groupAdd) included, summed over every server',
     'and repetition. Commands run inside Lua scripts are counted too (Redis does not tell them',
     'apart), so a script call and its inner commands both appear; round trips are at most',
-    'commands − inner commands.',
+    'commands − inner commands. Client CPU: the whole client process (user + system), setup',
+    "and warm-up included, so it is an upper bound for the layer's own cost.",
   ].join('\n');
 }

@@ -13,7 +13,11 @@ async function main(): Promise<void> {
   const params = JSON.parse(process.argv[2] ?? '') as ScenarioParams;
   const chanlayer = await loadChanlayer(params.inMemory === true);
   if (typeof chanlayer === 'string') throw new Error(chanlayer);
+  // Process CPU over the whole run (setup and warm-up too), for the per-message CPU figure.
+  const cpu0 = process.cpuUsage();
   const result = await runScenario(chanlayer.make, params);
+  const cpu = process.cpuUsage(cpu0);
+  result.info = { ...result.info, cpuMs: (cpu.user + cpu.system) / 1000 };
   process.stdout.write(RESULT_MARK + JSON.stringify(result) + '\n');
 }
 
