@@ -20,7 +20,7 @@ import { Mailboxes } from '../mailboxes.ts';
 import { assertChannelName, assertGroupName, isProcessLocal, nonLocalName } from '../names.ts';
 import { parseHost } from '../redis/hosts.ts';
 import { crc32Placement, ringPlacement, type Placement } from '../redis/placement.ts';
-import { Reader, type WatchKind } from '../redis/reader.ts';
+import { Reader } from '../redis/reader.ts';
 import { runScript } from '../redis/scripts.ts';
 import { Shard } from '../redis/shard.ts';
 import { assertMessage, CHANNEL_FIELD } from '../serde/codec.ts';
@@ -68,8 +68,6 @@ export class RedisChannelLayer<M extends Message = Message> extends BaseLayer im
   private readonly placement: Placement;
   private readonly mailboxes: Mailboxes<M>;
   private reader: Reader | undefined;
-  /** This process's `…!` queue keys (one per newChannel prefix), read on every shard. */
-  private readonly localKeys = new Set<string>();
   /** channel → groups this layer added it to (for deleteChannel). */
   private readonly memberships = new Map<string, Set<string>>();
 
@@ -79,7 +77,11 @@ export class RedisChannelLayer<M extends Message = Message> extends BaseLayer im
     this.placement =
       this.options.sharding === 'ring' ? ringPlacement(specs.map((s) => s.id)) : crc32Placement(specs.length);
     this.shards = specs.map((spec, i) => {
-      const shard = new Shard(i, spec, { commandTimeoutMs: this.options.commandTimeoutMs, lazyConnect: true });
+      const shard = new Shard(i, spec, {
+        commandTimeoutMs: this.options.commandTimeoutMs,
+        lazyConnect: true,
+        failFast: true,
+      });
       shard.on('down', (role: string) => {
         if (role !== 'command' || this.closed) return;
         this.count('disconnects');
@@ -133,15 +135,9 @@ export class RedisChannelLayer<M extends Message = Message> extends BaseLayer im
     if (local && !name.endsWith(`${this.clientPrefix}!`)) {
       throw new Error(`Wrong client prefix: ${channel} was not created by this layer (client prefix ${this.clientPrefix})`);
     }
-    // take() registers the waiter synchronously, so the reader sees the demand below.
+    // take() registers the waiter synchronously, so the reader sees the demand at once.
     const taken = this.mailboxes.take(channel, opts.signal);
-    const key = this.options.prefix + name;
-    if (local) {
-      this.localKeys.add(key);
-      this.startReader().watch(key, 'local');
-    } else if (this.mailboxes.waiting(channel) > 0) {
-      this.startReader().watch(key, 'demand');
-    }
+    if (this.mailboxes.waiting(channel) > 0) this.startReader().notice(this.options.prefix + name);
     const message = await taken;
     this.count('received');
     return message;
@@ -151,11 +147,6 @@ export class RedisChannelLayer<M extends Message = Message> extends BaseLayer im
     this.assertOpen();
     const channel = `${prefix}.${this.clientPrefix}!${randomUUID().replaceAll('-', '')}`;
     assertChannelName(channel);
-    const key = this.options.prefix + nonLocalName(channel);
-    if (!this.localKeys.has(key)) {
-      this.localKeys.add(key);
-      this.reader?.watch(key, 'local');
-    }
     return channel;
   }
 
@@ -309,16 +300,23 @@ export class RedisChannelLayer<M extends Message = Message> extends BaseLayer im
   private async onShard<T>(index: number, work: (client: Redis) => Promise<T>): Promise<T> {
     const shard = this.shards[index]!;
     try {
+      await shard.whenReady();
       await shard.ensureVersion();
       return await work(shard.client);
     } catch (err) {
       if (this.closed) throw new LayerClosed(this.constructor.name);
       const message = describeError(err);
+      const where = `Redis ${shard.spec.id} (shard ${index})`;
       if (message === 'Command timed out') {
-        throw new Error(
-          `Redis ${shard.spec.id} (shard ${index}) did not answer within ${this.options.commandTimeoutMs} ms`,
-          { cause: err },
-        );
+        throw new Error(`${where} did not answer within ${this.options.commandTimeoutMs} ms`, { cause: err });
+      }
+      if (message.includes('max retries per request') || message.startsWith('Connection is closed')) {
+        throw new Error(`${where}: connection lost while the command was in flight (it may or may not have run)`, {
+          cause: err,
+        });
+      }
+      if (message.includes("Stream isn't writeable")) {
+        throw new Error(`${where} is not connected`, { cause: err });
       }
       throw err;
     }
@@ -326,25 +324,30 @@ export class RedisChannelLayer<M extends Message = Message> extends BaseLayer im
 
   private startReader(): Reader {
     if (this.reader) return this.reader;
-    const reader = new Reader(
+    this.reader = new Reader(
       this.shards,
       {
-        budget: (key, kind) => this.budget(key, kind),
+        demand: () => this.demand(),
         deliver: (key, member, score, shard) => this.deliver(key, member, score, shard),
         report: (err, context) => this.reportError(err, context),
       },
       { blockSeconds: BLOCK_SECONDS, batch: DRAIN_BATCH, restoreTtlMs: Math.ceil(this.options.expiryMs) },
     );
-    for (const key of this.localKeys) reader.watch(key, 'local');
-    this.reader = reader;
-    reader.start();
-    return reader;
+    return this.reader;
   }
 
-  /** Local queues are drained fully; a normal channel's only as far as receivers wait. */
-  private budget(key: string, kind: WatchKind): number {
-    if (kind === 'local') return Number.POSITIVE_INFINITY;
-    return this.mailboxes.waiting(key.slice(this.options.prefix.length));
+  /**
+   * Queue keys with waiting receivers and how many wait on each. Every `…!` channel of one
+   * newChannel prefix shares one key, so their waiters add up; a message popped for a channel
+   * nobody waits on is buffered for it (bounded, expiring), as channels_redis does.
+   */
+  private demand(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const channel of this.mailboxes.waitedChannels()) {
+      const key = this.options.prefix + nonLocalName(channel);
+      out.set(key, (out.get(key) ?? 0) + this.mailboxes.waiting(channel));
+    }
+    return out;
   }
 
   /** A popped member: check age, decode, route by `__asgi_channel__` to local mailboxes. */

@@ -2,19 +2,23 @@
  * The core layer's reader loop: one per layer instance, one dedicated blocking connection per
  * shard, all shards listened to at once.
  *
- * Each shard loop repeats: drain every watched key with `drain.lua` (non-blocking ZPOPMIN in
- * batches, until nothing is left), then block in `BZPOPMIN k1 … kn` over the watched keys. When
- * a key must be added to a block already in progress, the block is interrupted with
- * `CLIENT UNBLOCK <id>` sent on the shard's command connection — a new receiver never waits out
- * the block timeout (channels_redis waits up to 5 s per shard in turn). Keys are removed lazily:
- * a key whose budget dropped to 0 simply is not part of the next block.
+ * What to read comes from the hooks' `demand()`: the queue keys that have waiting receivers in
+ * this process, each with a budget (how many receivers wait on channels of that key). A message
+ * leaves Redis only when a receiver here wants one, so the queue in Redis keeps its capacity
+ * (senders still get ChannelFull from a slow consumer) and its expiry, and a normal channel —
+ * a work queue shared with other processes — is never hoarded by one of them.
  *
- * Two kinds of watched key:
- * - `local`: this process's `…!` queues. Everything in them is ours, so they are drained fully.
- * - `demand`: the queue of a normal channel that has waiting receivers. Normal channels are work
- *   queues shared with other processes, so only as many messages are popped as there are waiters
- *   (the hooks' `budget`), and a channels_redis receiver's leftover `$inflight` backup is put back
- *   into the queue once, before the key is first read (see `restore_inflight.lua`).
+ * Each shard loop repeats: drain the demanded keys with `drain.lua` (non-blocking ZPOPMIN, up to
+ * each budget, again while budgets remain and messages come), then block in `BZPOPMIN k1 … kn`
+ * over them. When a receiver starts waiting on a key that a block in progress lacks, the block
+ * is interrupted with `CLIENT UNBLOCK <id>` sent on the shard's command connection — a new
+ * receiver never waits out the block timeout (channels_redis waits up to 5 s per shard in turn).
+ * Keys leave lazily: a key nobody waits on any more is simply not part of the next block.
+ *
+ * A process-local queue (key ending in `!`) is read on every shard, since a channels_redis
+ * sender places those by the full channel name (upstream #221). A normal channel's queue is read
+ * on every shard too (channels_redis senders round-robin them), and a channels_redis receiver's
+ * leftover `$inflight` backup is put back into it once, before the key is first read here.
  *
  * The blocking connection never reconnects by itself (`retryStrategy: null`): a lost connection
  * rejects the pending command at once (ioredis would otherwise resend or silently drop it), and
@@ -26,11 +30,9 @@ import type { Redis } from 'ioredis';
 import { runScript } from './scripts.ts';
 import { reconnectDelay, RedisTooOld, type Shard } from './shard.ts';
 
-export type WatchKind = 'local' | 'demand';
-
 export interface ReaderHooks {
-  /** How many messages may be popped from `key` right now (the reader caps it at `batch`). */
-  budget(key: string, kind: WatchKind): number;
+  /** Queue keys with waiting receivers, each with how many messages it may give right now. */
+  demand(): Map<string, number>;
   /** One popped message, in pop order per key. `score` is the member's score (send time). */
   deliver(key: string, member: Buffer, score: number, shard: number): void;
   /** A background failure worth telling the user about (never thrown). */
@@ -47,7 +49,6 @@ export interface ReaderOptions {
 }
 
 export class Reader {
-  readonly watched = new Map<string, WatchKind>();
   private readonly loops: ShardLoop[];
   private readonly abort = new AbortController();
   private started = false;
@@ -76,13 +77,12 @@ export class Reader {
   }
 
   /**
-   * Makes sure `key` is read on every shard. A block in progress that does not include it is
-   * interrupted so the next one does; a loop with nothing to watch wakes up.
+   * A receiver started waiting on `key` (starts the loops on first use). A block in progress
+   * that does not include the key is interrupted so the next one does; an idle loop wakes up.
    */
-  watch(key: string, kind: WatchKind): void {
+  notice(key: string): void {
     if (this.stopped) return;
-    if (this.watched.get(key) !== 'local') this.watched.set(key, kind);
-    if (!this.started) return;
+    this.start();
     for (const loop of this.loops) loop.notice(key);
   }
 
@@ -93,17 +93,14 @@ export class Reader {
     for (const loop of this.loops) loop.stop();
   }
 
-  /** Keys worth reading now with their budgets; prunes demand keys nobody waits on. */
+  /** Keys worth reading now with their budgets (capped at `batch`). */
   budgets(exclude: ReadonlySet<string>): { keys: string[]; budgets: number[] } {
     const keys: string[] = [];
     const budgets: number[] = [];
-    for (const [key, kind] of this.watched) {
-      if (exclude.has(key)) continue;
-      const budget = Math.min(this.hooks.budget(key, kind), this.opts.batch);
-      if (budget > 0) {
-        keys.push(key);
-        budgets.push(budget);
-      } else if (kind === 'demand') this.watched.delete(key);
+    for (const [key, budget] of this.hooks.demand()) {
+      if (budget <= 0 || exclude.has(key)) continue;
+      keys.push(key);
+      budgets.push(Math.min(budget, this.opts.batch));
     }
     return { keys, budgets };
   }
@@ -112,14 +109,12 @@ export class Reader {
 /** Entry of a drain.lua reply: `[keyIndex, member, score, member, score, …]`. */
 type DrainEntry = [number, ...Buffer[]];
 
+/** Trouble the layer already reports through 'disconnect' (or that passes on its own). */
+const CONNECTION_TROUBLE =
+  /Connection is closed|Command timed out|Stream isn't writeable|not reachable|max retries per request|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN|^LOADING|^READONLY|^MASTERDOWN/;
+
 function isConnectionError(err: unknown): boolean {
-  const message = (err as Error)?.message ?? '';
-  return (
-    message.includes('Connection is closed') ||
-    message.includes('Command timed out') ||
-    message.includes("Stream isn't writeable") ||
-    /ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH/.test(message)
-  );
+  return CONNECTION_TROUBLE.test((err as Error)?.message ?? '');
 }
 
 class ShardLoop {
@@ -147,8 +142,9 @@ class ShardLoop {
     let failures = 0;
     while (!reader.stopped) {
       try {
-        const conn = this.connection();
+        await shard.whenReady();
         await shard.ensureVersion();
+        const conn = this.connection();
         if (this.id === undefined) this.id = Number(await conn.client('ID'));
         await this.drain(conn);
         if (reader.stopped) break;
@@ -232,10 +228,13 @@ class ShardLoop {
     }
   }
 
-  /** Once per demand key: give back what a crashed channels_redis receiver left in `$inflight`. */
+  /**
+   * Once per normal channel's key: give back what a crashed channels_redis receiver left in
+   * `$inflight`. (Process-local keys are never read by channels_redis for this client prefix.)
+   */
   private async restoreInflight(conn: Redis, keys: string[]): Promise<void> {
     for (const key of keys) {
-      if (this.restored.has(key) || this.reader.watched.get(key) !== 'demand') continue;
+      if (this.restored.has(key) || key.endsWith('!')) continue;
       await runScript(conn, 'restore_inflight', [key, `${key}$inflight`], [this.reader.opts.restoreTtlMs]);
       this.restored.add(key);
     }

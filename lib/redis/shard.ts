@@ -15,6 +15,13 @@ export interface ShardOptions {
   commandTimeoutMs: number;
   /** Connect the command connection on its first command instead of at construction. */
   lazyConnect?: boolean;
+  /**
+   * Never hold a command for later: nothing is queued while disconnected (callers await
+   * `whenReady()` first) and commands in flight when the connection drops are rejected at once.
+   * A command that failed or timed out is then never executed behind the caller's back after
+   * a reconnect (ioredis's offline queue and resend would do exactly that).
+   */
+  failFast?: boolean;
 }
 
 /** Reconnect delay: exponential from 50 ms to 2 s, with jitter so shards don't stampede. */
@@ -45,6 +52,7 @@ export class Shard extends EventEmitter {
   readonly client: Redis;
   private readonly extra = new Set<Redis>();
   private checked: Promise<void> | undefined;
+  private readyWait: Promise<void> | undefined;
 
   constructor(
     readonly index: number,
@@ -56,7 +64,46 @@ export class Shard extends EventEmitter {
       enableAutoPipelining: true,
       commandTimeout: opts.commandTimeoutMs,
       ...(opts.lazyConnect ? { lazyConnect: true } : {}),
+      ...(opts.failFast
+        ? { enableOfflineQueue: false, maxRetriesPerRequest: 0, autoResendUnfulfilledCommands: false }
+        : {}),
     });
+  }
+
+  /**
+   * Resolves when the command connection is ready (connecting it if lazy), or rejects after
+   * `timeoutMs` naming the shard. Needed before each command with `failFast`.
+   */
+  whenReady(timeoutMs = this.opts.commandTimeoutMs): Promise<void> {
+    const client = this.client;
+    if (client.status === 'ready') return Promise.resolve();
+    if (client.status === 'end') return Promise.reject(new Error('Connection is closed.'));
+    if (client.status === 'wait') client.connect().catch(() => {});
+    this.readyWait ??= new Promise<void>((resolve, reject) => {
+      const done = (): void => {
+        client.off('ready', onReady);
+        client.off('end', onEnd);
+        this.readyWait = undefined;
+      };
+      const onReady = (): void => {
+        done();
+        resolve();
+      };
+      const onEnd = (): void => {
+        done();
+        reject(new Error('Connection is closed.'));
+      };
+      client.on('ready', onReady);
+      client.on('end', onEnd);
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`Redis ${this.spec.id} (shard ${this.index}) is not reachable: no connection within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+    });
+    return Promise.race([this.readyWait, timeout]).finally(() => clearTimeout(timer));
   }
 
   /** A new dedicated connection; `commandTimeout` must exceed any block time used on it. */

@@ -1,0 +1,974 @@
+/**
+ * RedisChannelLayer against real redis-servers (issue 4): every API.md semantic and error on
+ * 1 host, 3 hosts and 10 DBs of one server; #221 both ways; normal-channel latency across
+ * shards; a group of 1,000 members over 3 shards; exact capacity under 50 concurrent senders;
+ * unreadable payloads; thousands of aborted receives; ring sharding; WIRE.md layout checked by
+ * reading Redis directly; reconnects; close() leaving no handle.
+ *
+ * No sleeps stand in for synchronization: tests await promises and events, or poll observable
+ * state against a deadline. Waits that *are* the subject (expiry) are named as such.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomBytes, randomInt } from 'node:crypto';
+import { once, setMaxListeners } from 'node:events';
+import net from 'node:net';
+import path from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { after, afterEach, before, describe, it } from 'node:test';
+import { encode as msgpackEncode } from '@msgpack/msgpack';
+import { Redis } from 'ioredis';
+import {
+  ChannelFull,
+  InvalidChannelName,
+  InvalidGroupName,
+  LayerClosed,
+  MessageTooLarge,
+  RedisChannelLayer,
+  fromConfig,
+  type LayerOptions,
+  type Message,
+} from '../lib/index.ts';
+import { crc32Placement } from '../lib/redis/placement.ts';
+import { startRedis, type RedisGroup } from './harness/redis.ts';
+
+setMaxListeners(0);
+
+type Seq = Message & { sender?: string; seq: number };
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+const layers: RedisChannelLayer[] = [];
+const raws: Redis[] = [];
+
+function makeLayer(options: LayerOptions): RedisChannelLayer {
+  const layer = new RedisChannelLayer(options);
+  layers.push(layer);
+  return layer;
+}
+
+/** A plain ioredis client for looking at (or writing) Redis directly. */
+function raw(url: string): Redis {
+  const client = new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 1 });
+  client.on('error', () => {});
+  raws.push(client);
+  return client;
+}
+
+afterEach(async () => {
+  await Promise.all(layers.splice(0).map((l) => l.close()));
+  raws.splice(0).forEach((c) => c.disconnect());
+});
+
+/** What a channels_redis sender stores: 12 random bytes + msgpack(message). */
+function framed(message: Record<string, unknown>): Buffer {
+  return Buffer.concat([randomBytes(12), Buffer.from(msgpackEncode(message))]);
+}
+
+async function waitFor(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await delay(5);
+  }
+}
+
+/** Resolves with the error a promise rejects with; fails if it resolves. */
+async function rejection(promise: Promise<unknown>): Promise<Error> {
+  try {
+    await promise;
+  } catch (err) {
+    return err as Error;
+  }
+  assert.fail('expected a rejection');
+}
+
+/** Receive that gives up after `ms` (for asserting that nothing arrives). */
+async function receiveOrNothing(layer: RedisChannelLayer, channel: string, ms = 300): Promise<Message | undefined> {
+  try {
+    return await layer.receive(channel, { signal: AbortSignal.timeout(ms) });
+  } catch (err) {
+    if ((err as Error).name === 'TimeoutError') return undefined;
+    throw err;
+  }
+}
+
+/** A newChannel of `layer` whose queue is on shard `shard` (varying the prefix). */
+async function channelOnShard(layer: RedisChannelLayer, shard: number, tag = 'on'): Promise<string> {
+  for (let i = 0; ; i++) {
+    const channel = await layer.newChannel(`${tag}${shard}x${i}`);
+    if (layer.shardOf(channel) === shard) return channel;
+  }
+}
+
+/** Every key under `prefix` on every host (SCAN, like flush). */
+async function keysOf(urls: string[], prefix: string): Promise<string[]> {
+  const all: string[] = [];
+  for (const url of urls) {
+    const client = raw(url);
+    let cursor = '0';
+    do {
+      const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+      cursor = next;
+      all.push(...keys);
+    } while (cursor !== '0');
+  }
+  return all.sort();
+}
+
+let one: RedisGroup;
+let three: RedisGroup;
+
+before(async () => {
+  [one, three] = await Promise.all([startRedis({ count: 1 }), startRedis({ count: 3 })]);
+});
+after(async () => {
+  await Promise.all([one?.stop(), three?.stop()]);
+});
+
+const topologies: Array<{ name: string; hosts: () => string[] }> = [
+  { name: '1 host', hosts: () => one.urls },
+  { name: '3 hosts', hosts: () => three.urls },
+  { name: '10 DBs of one server', hosts: () => Array.from({ length: 10 }, (_, i) => `${one.urls[0]}/${i}`) },
+];
+
+let prefixCounter = 0;
+/** A fresh key prefix per test, so tests sharing servers never see each other's keys. */
+function freshPrefix(): string {
+  return `t${process.pid}x${prefixCounter++}:`;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+for (const topology of topologies) {
+  describe(`RedisChannelLayer on ${topology.name}`, () => {
+    const layerOn = (extra: LayerOptions = {}): RedisChannelLayer =>
+      makeLayer({ hosts: topology.hosts(), prefix: freshPrefix(), ...extra });
+
+    it('sends and receives on normal and process-specific channels, FIFO', async () => {
+      const prefix = freshPrefix();
+      const sender = makeLayer({ hosts: topology.hosts(), prefix, capacity: 1000 });
+      const receiver = makeLayer({ hosts: topology.hosts(), prefix });
+      const specific = await receiver.newChannel();
+      assert.match(specific, new RegExp(`^specific\\.${receiver.clientPrefix}![0-9a-f]{32}$`));
+      assert.match(await receiver.newChannel('other'), new RegExp(`^other\\.${receiver.clientPrefix}![0-9a-f]{32}$`));
+      for (const channel of ['plain-channel', specific]) {
+        for (let seq = 0; seq < 200; seq++) await sender.send(channel, { type: 'm', seq });
+        for (let seq = 0; seq < 200; seq++) assert.deepEqual(await receiver.receive(channel), { type: 'm', seq });
+      }
+      // Concurrent sends from one sender keep their order too (pipelined on one connection).
+      await Promise.all(Array.from({ length: 300 }, (_, seq) => sender.send(specific, { type: 'm', seq })));
+      for (let seq = 0; seq < 300; seq++) assert.equal(((await receiver.receive(specific)) as Seq).seq, seq);
+      assert.equal(sender.stats().sent, 700);
+      assert.equal(receiver.stats().received, 700);
+    });
+
+    it('delivers to several waiters on one channel, one message each', async () => {
+      const layer = layerOn();
+      const channel = await layer.newChannel();
+      const waiting = Array.from({ length: 5 }, () => layer.receive(channel));
+      for (let seq = 0; seq < 5; seq++) await layer.send(channel, { type: 'm', seq });
+      const got = (await Promise.all(waiting)).map((m) => (m as Seq).seq);
+      assert.deepEqual(got, [0, 1, 2, 3, 4]);
+      const normal = Array.from({ length: 5 }, () => layer.receive('shared-work'));
+      for (let seq = 0; seq < 5; seq++) await layer.send('shared-work', { type: 'm', seq });
+      assert.deepEqual((await Promise.all(normal)).map((m) => (m as Seq).seq).sort(), [0, 1, 2, 3, 4]);
+    });
+
+    it('groups: add, send to all, discard, re-add', async () => {
+      const prefix = freshPrefix();
+      const a = makeLayer({ hosts: topology.hosts(), prefix });
+      const b = makeLayer({ hosts: topology.hosts(), prefix });
+      const chans = [await a.newChannel(), await a.newChannel(), await b.newChannel('x'), 'group-normal'];
+      for (const c of chans) await a.groupAdd('room', c);
+      await a.groupAdd('room', chans[0]!); // idempotent
+      await a.groupSend('room', { type: 'hello', seq: 1 });
+      const owner = (c: string) => (c.includes(b.clientPrefix) ? b : a);
+      for (const c of chans) assert.deepEqual(await owner(c).receive(c), { type: 'hello', seq: 1 });
+      await a.groupDiscard('room', chans[1]!);
+      await a.groupDiscard('room', 'never-a-member');
+      await a.groupSend('room', { type: 'hello', seq: 2 });
+      for (const c of [chans[0]!, chans[2]!, chans[3]!]) assert.equal(((await owner(c).receive(c)) as Seq).seq, 2);
+      assert.equal(await receiveOrNothing(a, chans[1]!, 200), undefined);
+      await a.groupSend('nobody-here', { type: 'void', seq: 0 });
+      assert.equal(a.stats().groupSends, 3);
+      assert.equal(a.stats().groupDeliveries, 7);
+    });
+
+    it('capacity: send rejects ChannelFull at the limit; channelCapacity overrides; groupSend drops silently', async () => {
+      const layer = layerOn({ capacity: 3, channelCapacity: { 'big-*': 5, 'specific.*': 2 } });
+      for (let seq = 0; seq < 3; seq++) await layer.send('small', { type: 'm', seq });
+      const full = await rejection(layer.send('small', { type: 'm', seq: 3 }));
+      assert.ok(full instanceof ChannelFull);
+      assert.match(full.message, /small/);
+      for (let seq = 0; seq < 5; seq++) await layer.send('big-one', { type: 'm', seq });
+      assert.ok((await rejection(layer.send('big-one', { type: 'm', seq: 5 }))) instanceof ChannelFull);
+      const specific = await layer.newChannel();
+      await layer.send(specific, { type: 'm', seq: 0 });
+      await layer.send(specific, { type: 'm', seq: 1 });
+      assert.ok((await rejection(layer.send(specific, { type: 'm', seq: 2 }))) instanceof ChannelFull);
+      await layer.groupAdd('g', 'small');
+      await layer.groupAdd('g', 'roomy');
+      await layer.groupSend('g', { type: 'g', seq: 9 });
+      const stats = layer.stats();
+      assert.equal(stats.capacityRejected, 3);
+      assert.equal(stats.groupDropped, 1);
+      assert.equal(stats.groupDeliveries, 1);
+      assert.equal(((await layer.receive('roomy')) as Seq).seq, 9);
+      // Receiving makes room again.
+      assert.equal(((await layer.receive('small')) as Seq).seq, 0);
+      await layer.send('small', { type: 'm', seq: 3 });
+    });
+
+    it('flush empties Redis (prefix keys only) and local buffers; the layer stays usable', async () => {
+      const prefix = freshPrefix();
+      const layer = makeLayer({ hosts: topology.hosts(), prefix });
+      const bystander = raw(topology.hosts()[0]!);
+      await bystander.set(`other-app:${prefix}`, 'keep');
+      const specific = await layer.newChannel();
+      for (let i = 0; i < 50; i++) await layer.send(`c${i}`, { type: 'm', seq: i });
+      await layer.send(specific, { type: 'm', seq: 0 });
+      await layer.groupAdd('g', specific);
+      assert.ok((await keysOf(topology.hosts(), prefix)).length >= 52);
+      await layer.flush();
+      assert.deepEqual(await keysOf(topology.hosts(), prefix), []);
+      assert.equal(await bystander.get(`other-app:${prefix}`), 'keep');
+      await bystander.del(`other-app:${prefix}`);
+      assert.equal(await receiveOrNothing(layer, specific, 200), undefined);
+      await layer.send(specific, { type: 'after', seq: 1 });
+      assert.deepEqual(await layer.receive(specific), { type: 'after', seq: 1 });
+    });
+
+    it('a receiver on a normal channel gets a message placed on any shard within milliseconds', async () => {
+      const prefix = freshPrefix();
+      const layer = makeLayer({ hosts: topology.hosts(), prefix });
+      const hosts = topology.hosts();
+      for (let shard = 0; shard < hosts.length; shard++) {
+        const client = raw(hosts[shard]!);
+        const pending = layer.receive('anywhere');
+        const start = performance.now();
+        // Where a channels_redis sender's round-robin may have put it.
+        await client.zadd(`${prefix}anywhere`, Date.now() / 1000, framed({ type: 'rr', seq: shard }));
+        assert.deepEqual(await pending, { type: 'rr', seq: shard });
+        const ms = performance.now() - start;
+        assert.ok(ms < 500, `shard ${shard}: ${ms.toFixed(1)} ms`);
+      }
+    });
+
+    it('#221: a process-local message placed by the full name (channels_redis) arrives; ours is placed by the non-local name', async () => {
+      const prefix = freshPrefix();
+      const layer = makeLayer({ hosts: topology.hosts(), prefix });
+      const hosts = topology.hosts();
+      const place = crc32Placement(hosts.length);
+      // A channel whose full-name shard differs from its non-local shard, when there are several.
+      let channel = await layer.newChannel();
+      for (let i = 0; hosts.length > 1 && place.index(channel) === layer.shardOf(channel) && i < 1000; i++) {
+        channel = await layer.newChannel();
+      }
+      const nonLocal = channel.slice(0, channel.indexOf('!') + 1);
+      const fullShard = place.index(channel);
+      assert.equal(layer.shardOf(channel), place.index(nonLocal));
+      if (hosts.length > 1) assert.notEqual(fullShard, place.index(nonLocal));
+      // channels_redis 4.x send: key = prefix + non-local name, on crc32(full name).
+      await raw(hosts[fullShard]!).zadd(
+        prefix + nonLocal,
+        Date.now() / 1000,
+        framed({ type: 'from-python', seq: 1, __asgi_channel__: channel }),
+      );
+      assert.deepEqual(await layer.receive(channel), { type: 'from-python', seq: 1 });
+      // Ours lands where a channels_redis receiver reads: crc32(non-local name). (Checked on a
+      // channel of a layer that is not reading yet, so the queue is still there to look at.)
+      const idle = makeLayer({ hosts, prefix });
+      let target = await idle.newChannel();
+      for (let i = 0; hosts.length > 1 && place.index(target) === idle.shardOf(target) && i < 1000; i++) {
+        target = await idle.newChannel();
+      }
+      const targetNonLocal = target.slice(0, target.indexOf('!') + 1);
+      const sender = makeLayer({ hosts, prefix });
+      await sender.send(target, { type: 'from-node', seq: 2 });
+      for (let shard = 0; shard < hosts.length; shard++) {
+        const count = await raw(hosts[shard]!).zcard(prefix + targetNonLocal);
+        assert.equal(count, shard === place.index(targetNonLocal) ? 1 : 0, `shard ${shard}`);
+      }
+      assert.deepEqual(await idle.receive(target), { type: 'from-node', seq: 2 });
+      await sender.send(channel, { type: 'from-node', seq: 3 });
+      assert.deepEqual(await layer.receive(channel), { type: 'from-node', seq: 3 });
+    });
+
+    it('a group of 1,000 members spread over the shards all receive', async () => {
+      const prefix = freshPrefix();
+      const a = makeLayer({ hosts: topology.hosts(), prefix });
+      const b = makeLayer({ hosts: topology.hosts(), prefix });
+      const members: Array<[RedisChannelLayer, string]> = [];
+      for (let i = 0; i < 1000; i++) {
+        const owner = i % 2 ? a : b;
+        // Several members share a queue key (same prefix), most have their own.
+        members.push([owner, await owner.newChannel(`m${i % 700}`)]);
+      }
+      await Promise.all(members.map(([, c]) => a.groupAdd('thousand', c)));
+      const used = new Set(members.map(([owner, c]) => owner.shardOf(c)));
+      assert.equal(used.size, topology.hosts().length);
+      const got = Promise.all(members.map(([owner, c]) => owner.receive(c)));
+      await a.groupSend('thousand', { type: 'all', seq: 1 });
+      for (const m of await got) assert.deepEqual(m, { type: 'all', seq: 1 });
+      assert.equal(a.stats().groupDeliveries, 1000);
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe('RedisChannelLayer: errors', () => {
+  it('rejects bad names, bad messages, oversized messages, foreign process channels — never throws synchronously', async () => {
+    const layer = makeLayer({ hosts: three.urls, prefix: freshPrefix(), maxMessageBytes: 1000 });
+    const calls: Array<[() => Promise<unknown>, (err: Error) => boolean]> = [
+      [() => layer.send('bad name', { type: 'x' }), (e) => e instanceof InvalidChannelName],
+      [() => layer.send('a'.repeat(100), { type: 'x' }), (e) => e instanceof InvalidChannelName],
+      [() => layer.send('ümlaut', { type: 'x' }), (e) => e instanceof InvalidChannelName],
+      [() => layer.receive('bad name'), (e) => e instanceof InvalidChannelName],
+      [() => layer.groupAdd('bad group!', 'ok'), (e) => e instanceof InvalidGroupName],
+      [() => layer.groupAdd('ok', 'bad name'), (e) => e instanceof InvalidChannelName],
+      [() => layer.groupDiscard('bad group!', 'ok'), (e) => e instanceof InvalidGroupName],
+      [() => layer.groupSend('bad group!', { type: 'x' }), (e) => e instanceof InvalidGroupName],
+      [() => layer.send('ok', 'not an object' as never), (e) => e instanceof TypeError],
+      [() => layer.send('ok', { type: 'x', __asgi_channel__: 'y' }), (e) => e instanceof TypeError],
+      [
+        () => layer.send('ok', { type: 'x', items: [1, 2, 3, { when: () => 1 }] }),
+        (e) => e instanceof TypeError && e.message.includes('message.items[3].when'),
+      ],
+      [() => layer.send('ok', { type: 'x', blob: 'y'.repeat(2000) }), (e) => e instanceof MessageTooLarge],
+      [() => layer.groupSend('ok', { type: 'x', blob: 'y'.repeat(2000) }), (e) => e instanceof MessageTooLarge],
+      [
+        () => layer.receive(`specific.${'0'.repeat(32)}!abc`),
+        (e) => !(e instanceof TypeError) && e.message.includes('Wrong client prefix'),
+      ],
+    ];
+    for (const [call, check] of calls) {
+      let promise: Promise<unknown> | undefined;
+      assert.doesNotThrow(() => {
+        promise = call();
+      });
+      const err = await rejection(promise!);
+      assert.ok(check(err), `${call.toString()} → ${err.name}: ${err.message}`);
+    }
+    // Nothing reached Redis.
+    assert.deepEqual(await keysOf(three.urls, 'ok'), []);
+    // Messages up to the limit work (with a 4 MiB default limit too).
+    await layer.send('ok', { type: 'x', blob: 'y'.repeat(900) });
+    assert.equal(((await layer.receive('ok')).blob as string).length, 900);
+    const big = makeLayer({ hosts: three.urls, prefix: freshPrefix() });
+    const channel = await big.newChannel();
+    const blob = randomBytes(4 * 1024 * 1024 - 300);
+    await big.send(channel, { type: 'big', blob });
+    assert.deepEqual(Buffer.from((await big.receive(channel)).blob as Uint8Array), blob);
+  });
+
+  it('after close() every method rejects saying the layer is closed', async () => {
+    const layer = makeLayer({ hosts: three.urls, prefix: freshPrefix() });
+    const channel = await layer.newChannel();
+    await layer.close();
+    await layer.close(); // idempotent
+    for (const call of [
+      () => layer.send('c', { type: 'x' }),
+      () => layer.receive(channel),
+      () => layer.newChannel(),
+      () => layer.groupAdd('g', 'c'),
+      () => layer.groupDiscard('g', 'c'),
+      () => layer.groupSend('g', { type: 'x' }),
+      () => layer.flush(),
+      () => layer.deleteChannel(channel),
+    ]) {
+      const err = await rejection(call());
+      assert.ok(err instanceof LayerClosed, String(err));
+      assert.match(err.message, /closed/);
+    }
+  });
+
+  it('fromConfig and the BACKEND paths build a RedisChannelLayer from a Django-style config', async () => {
+    for (const BACKEND of ['chanlayer.RedisChannelLayer', 'channels_redis.core.RedisChannelLayer']) {
+      const layer = fromConfig({
+        BACKEND,
+        CONFIG: { hosts: three.urls, prefix: freshPrefix(), group_expiry: 10, channel_capacity: { 'x*': 1 } },
+      }) as RedisChannelLayer;
+      layers.push(layer);
+      assert.ok(layer instanceof RedisChannelLayer);
+      assert.deepEqual(layer.extensions, ['groups', 'flush']);
+      await layer.send('xa', { type: 'x' });
+      assert.ok((await rejection(layer.send('xa', { type: 'x' }))) instanceof ChannelFull);
+    }
+    assert.throws(() => new RedisChannelLayer({ hosts: 'redis://localhost' as never }), /list/);
+    assert.throws(() => new RedisChannelLayer({ serializerFormat: 'nope' }), /nope/);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe('RedisChannelLayer: WIRE.md layout, read back from Redis', () => {
+  it('channel keys, scores, 12-byte prefix, msgpack body, __asgi_channel__ forms, group keys, TTLs', async () => {
+    const prefix = 'wire';
+    const layer = makeLayer({ hosts: three.urls, prefix, expiry: 30, groupExpiry: 600 });
+    const place = crc32Placement(3);
+    const clients = three.urls.map((url) => raw(url));
+    await layer.flush();
+    const readQueue = async (name: string): Promise<Array<[Buffer, number]>> => {
+      const key = prefix + name;
+      const shard = place.index(name);
+      for (let i = 0; i < 3; i++) {
+        if (i !== shard) assert.equal(await clients[i]!.exists(key), 0, `${key} also on shard ${i}`);
+      }
+      const flat = await clients[shard]!.zrangeBuffer(key, 0, -1, 'WITHSCORES');
+      const out: Array<[Buffer, number]> = [];
+      for (let i = 0; i < flat.length; i += 2) out.push([flat[i]!, Number(flat[i + 1]!.toString())]);
+      return out;
+    };
+    const body = (member: Buffer) => member.subarray(12);
+    const nearNow = (score: number) => assert.ok(Math.abs(score - Date.now() / 1000) < 5, `score ${score}`);
+
+    // Normal channel: no __asgi_channel__.
+    const message = { type: 'chat.message', text: 'héllo', n: 5, list: [1, 'two'], flag: true };
+    await layer.send('wire-normal', message);
+    let [[member, score]] = (await readQueue('wire-normal')) as [[Buffer, number]];
+    nearNow(score);
+    assert.deepEqual(body(member), Buffer.from(msgpackEncode(message)));
+    const ttl = await clients[place.index('wire-normal')]!.pttl(`${prefix}wire-normal`);
+    assert.ok(ttl > 25_000 && ttl <= 30_000, `pttl ${ttl}`);
+
+    // Process-specific: key = prefix + non-local name, field = the full name.
+    const ch1 = await layer.newChannel();
+    const ch2 = await layer.newChannel();
+    const nonLocal = ch1.slice(0, ch1.indexOf('!') + 1);
+    assert.equal(nonLocal, `specific.${layer.clientPrefix}!`);
+    await layer.send(ch1, { type: 'direct' });
+    [[member, score]] = (await readQueue(nonLocal)) as [[Buffer, number]];
+    nearNow(score);
+    assert.deepEqual(body(member), Buffer.from(msgpackEncode({ type: 'direct', __asgi_channel__: ch1 })));
+    const first = member.subarray(0, 12);
+
+    // Group key: members are full channel names, scores the time of group_add, group TTL.
+    await layer.groupAdd('lobby', ch1);
+    await layer.groupAdd('lobby', ch2);
+    await layer.groupAdd('lobby', 'wire-normal');
+    const groupShard = place.index('lobby');
+    const groupKey = `${prefix}:group:lobby`;
+    const groupFlat = await clients[groupShard]!.zrange(groupKey, 0, -1, 'WITHSCORES');
+    assert.deepEqual(
+      groupFlat.filter((_, i) => i % 2 === 0),
+      [ch1, ch2, 'wire-normal'],
+    );
+    for (let i = 1; i < groupFlat.length; i += 2) nearNow(Number(groupFlat[i]));
+    const groupTtl = await clients[groupShard]!.pttl(groupKey);
+    assert.ok(groupTtl > 595_000 && groupTtl <= 600_000, `group pttl ${groupTtl}`);
+
+    // group_send: one entry per channel key, __asgi_channel__ = every member sharing that key.
+    await layer.groupSend('lobby', { type: 'broadcast', n: 1 });
+    const specificQueue = await readQueue(nonLocal);
+    assert.equal(specificQueue.length, 2);
+    assert.deepEqual(
+      body(specificQueue[1]![0]),
+      Buffer.from(msgpackEncode({ type: 'broadcast', n: 1, __asgi_channel__: [ch1, ch2] })),
+    );
+    assert.ok(specificQueue[1]![1] > specificQueue[0]![1]);
+    assert.notDeepEqual(specificQueue[1]![0].subarray(0, 12), first);
+    const normalQueue = await readQueue('wire-normal');
+    assert.deepEqual(
+      body(normalQueue[1]![0]),
+      Buffer.from(msgpackEncode({ type: 'broadcast', n: 1, __asgi_channel__: ['wire-normal'] })),
+    );
+
+    // Received as sent, routing field stripped.
+    assert.deepEqual(await layer.receive(ch1), { type: 'direct' });
+    assert.deepEqual(await layer.receive(ch1), { type: 'broadcast', n: 1 });
+    assert.deepEqual(await layer.receive(ch2), { type: 'broadcast', n: 1 });
+    assert.deepEqual(await layer.receive('wire-normal'), message);
+    assert.deepEqual(await layer.receive('wire-normal'), { type: 'broadcast', n: 1 });
+    await layer.flush();
+  });
+
+  it('with symmetricEncryptionKeys the body after the 12-byte prefix is a Fernet token', async () => {
+    const prefix = freshPrefix();
+    const layer = makeLayer({ hosts: one.urls, prefix, symmetricEncryptionKeys: ['s3cret'] });
+    await layer.send('enc', { type: 'secret', n: 1 });
+    const [member] = await raw(one.urls[0]!).zrangeBuffer(`${prefix}enc`, 0, -1);
+    const token = member!.subarray(12).toString('latin1');
+    assert.match(token, /^gAAAAA[A-Za-z0-9_-]+=*$/);
+    assert.ok(!member!.includes(Buffer.from('secret')));
+    assert.deepEqual(await layer.receive('enc'), { type: 'secret', n: 1 });
+  });
+
+  it('scores strictly increase per sender, so FIFO holds within one millisecond', async () => {
+    const prefix = freshPrefix();
+    const layer = makeLayer({ hosts: one.urls, prefix, capacity: 1000 });
+    await Promise.all(Array.from({ length: 500 }, (_, seq) => layer.send('burst', { type: 'm', seq })));
+    const flat = await raw(one.urls[0]!).zrange(`${prefix}burst`, 0, -1, 'WITHSCORES');
+    const scores = flat.filter((_, i) => i % 2 === 1).map(Number);
+    for (let i = 1; i < scores.length; i++) assert.ok(scores[i]! > scores[i - 1]!, `score ${i}`);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe('RedisChannelLayer: semantics', () => {
+  it('fractional expiry: keys get a PEXPIRE of expiry, old messages are trimmed on send and dropped on pop', async () => {
+    const prefix = freshPrefix();
+    const layer = makeLayer({ hosts: three.urls, prefix, expiry: 0.1 });
+    const client = raw(three.urls[layer.shardOf('short')]!);
+    await layer.send('short', { type: 'old', seq: 0 });
+    const ttl = await client.pttl(`${prefix}short`);
+    assert.ok(ttl > 0 && ttl <= 100, `pttl ${ttl}`);
+    await delay(150); // the subject: let 0.1 s pass
+    await layer.send('short', { type: 'new', seq: 1 });
+    assert.deepEqual(await layer.receive('short'), { type: 'new', seq: 1 });
+
+    // A message already older than expiry when popped is dropped and counted.
+    const specific = await layer.newChannel();
+    const key = prefix + specific.slice(0, specific.indexOf('!') + 1);
+    const shardClient = raw(three.urls[layer.shardOf(specific)]!);
+    // (Added after our send, which would have trimmed it.)
+    await layer.send(specific, { type: 'fresh', seq: 2 });
+    await shardClient.zadd(key, Date.now() / 1000 - 1, framed({ type: 'stale', __asgi_channel__: specific }));
+    assert.deepEqual(await layer.receive(specific), { type: 'fresh', seq: 2 });
+    assert.equal(layer.stats().expired, 1);
+  });
+
+  it('local buffers expire (counted) and are bounded by capacity, dropping the oldest (counted)', async () => {
+    const prefix = freshPrefix();
+    const layer = makeLayer({ hosts: three.urls, prefix, expiry: 0.2, capacity: 5 });
+    const quiet = await layer.newChannel();
+    const busy = await layer.newChannel();
+    const key = prefix + quiet.slice(0, quiet.indexOf('!') + 1);
+    const client = raw(three.urls[layer.shardOf(quiet)]!);
+    // Start the reader with a receive on another channel of the same queue.
+    const waiting = layer.receive(busy);
+    await layer.send(quiet, { type: 'm', seq: 0 });
+    await waitFor(async () => (await client.zcard(key)) === 0, 'the reader to take the message');
+    await waitFor(() => layer.stats().expired === 1, 'the buffered message to expire');
+
+    const layer2 = makeLayer({ hosts: three.urls, prefix, capacity: 5 });
+    const ch = await layer2.newChannel();
+    const key2 = prefix + ch.slice(0, ch.indexOf('!') + 1);
+    const client2 = raw(three.urls[layer2.shardOf(ch)]!);
+    const other = layer2.receive(await layer2.newChannel());
+    for (let round = 0; round < 2; round++) {
+      for (let i = 0; i < 5; i++) await layer2.send(ch, { type: 'm', seq: round * 5 + i });
+      await waitFor(async () => (await client2.zcard(key2)) === 0, 'the reader to buffer the batch');
+    }
+    assert.equal(layer2.stats().localDropped, 5);
+    for (let seq = 5; seq < 10; seq++) assert.equal(((await layer2.receive(ch)) as Seq).seq, seq);
+    await layer.send(busy, { type: 'end', seq: 0 });
+    await waiting;
+    await layer2.close();
+    await assert.rejects(other, LayerClosed);
+  });
+
+  it('fractional groupExpiry: a membership older than groupExpiry gets nothing', async () => {
+    const prefix = freshPrefix();
+    const layer = makeLayer({ hosts: three.urls, prefix, groupExpiry: 0.1 });
+    const ch = await layer.newChannel();
+    await layer.groupAdd('brief', ch);
+    const groupClient = raw(three.urls[layer.shardOf('brief', { group: true })]!);
+    const ttl = await groupClient.pttl(`${prefix}:group:brief`);
+    assert.ok(ttl > 0 && ttl <= 100, `group pttl ${ttl}`);
+    await delay(150); // the subject: let 0.1 s pass
+    await layer.groupSend('brief', { type: 'late' });
+    assert.equal(await receiveOrNothing(layer, ch, 200), undefined);
+    // A fresh add works again.
+    await layer.groupAdd('brief', ch);
+    await layer.groupSend('brief', { type: 'on-time' });
+    assert.deepEqual(await layer.receive(ch), { type: 'on-time' });
+  });
+
+  it('capacity is exact under 50 concurrent senders (never over)', async () => {
+    const prefix = freshPrefix();
+    const senders = Array.from({ length: 50 }, () =>
+      makeLayer({ hosts: three.urls, prefix, channelCapacity: { contended: 10 } }),
+    );
+    const results = await Promise.allSettled(
+      senders.flatMap((s, i) => Array.from({ length: 5 }, (_, j) => s.send('contended', { type: 'm', seq: i * 5 + j }))),
+    );
+    const ok = results.filter((r) => r.status === 'fulfilled').length;
+    const full = results.filter((r) => r.status === 'rejected' && r.reason instanceof ChannelFull).length;
+    assert.equal(ok, 10);
+    assert.equal(full, 240);
+    assert.equal(senders.reduce((sum, s) => sum + s.stats().capacityRejected!, 0), 240);
+    const shard = senders[0]!.shardOf('contended');
+    assert.equal(await raw(three.urls[shard]!).zcard(`${prefix}contended`), 10);
+  });
+
+  it('an unreadable payload is skipped, counted and logged (naming the key, not the secret); the next is delivered', async () => {
+    const prefix = freshPrefix();
+    const warnings: string[] = [];
+    const layer = makeLayer({
+      hosts: three.urls,
+      prefix,
+      symmetricEncryptionKeys: ['the-right-key'],
+      logger: { warn: (m) => warnings.push(m) },
+    });
+    const ch = await layer.newChannel();
+    const nonLocal = ch.slice(0, ch.indexOf('!') + 1);
+    const client = raw(three.urls[layer.shardOf(ch)]!);
+    // Corrupt bytes, then a message encrypted with another key, then a good one.
+    await client.zadd(prefix + nonLocal, Date.now() / 1000, Buffer.concat([randomBytes(12), Buffer.from([0xc1, 0xff])]));
+    const stranger = makeLayer({ hosts: three.urls, prefix, symmetricEncryptionKeys: ['a-wrong-key'] });
+    await stranger.send(ch, { type: 'foreign' });
+    await layer.send(ch, { type: 'good' });
+    assert.deepEqual(await layer.receive(ch), { type: 'good' });
+    assert.equal(layer.stats().unreadable, 2);
+    assert.equal(warnings.length, 2);
+    for (const w of warnings) {
+      assert.ok(w.includes(prefix + nonLocal), w);
+      assert.ok(!w.includes('the-right-key') && !w.includes('a-wrong-key'), w);
+    }
+    // Plain (unencrypted) layer: a garbage member on a normal channel.
+    const plain = makeLayer({ hosts: three.urls, prefix, logger: { warn: () => {} } });
+    await raw(three.urls[plain.shardOf('garbled')]!).zadd(`${prefix}garbled`, Date.now() / 1000, Buffer.from('short'));
+    await plain.send('garbled', { type: 'fine' });
+    assert.deepEqual(await plain.receive('garbled'), { type: 'fine' });
+    assert.deepEqual(await plain.receive('garbled', { signal: AbortSignal.timeout(100) }).catch((e) => e.name), 'TimeoutError');
+    assert.equal(plain.stats().unreadable, 1);
+  });
+
+  it('deleteChannel leaves every group this layer added it to and drops its buffer', async () => {
+    const prefix = freshPrefix();
+    const layer = makeLayer({ hosts: three.urls, prefix });
+    const ch = await layer.newChannel();
+    const keep = await layer.newChannel();
+    for (const g of ['g1', 'g2', 'g3']) await layer.groupAdd(g, ch);
+    await layer.groupAdd('g1', keep);
+    // Buffer one message locally for ch (the reader drains the queue).
+    const waiting = layer.receive(keep);
+    await layer.send(ch, { type: 'buffered' });
+    const key = prefix + ch.slice(0, ch.indexOf('!') + 1);
+    const client = raw(three.urls[layer.shardOf(ch)]!);
+    await waitFor(async () => (await client.zcard(key)) === 0, 'the reader to take the message');
+    await layer.deleteChannel(ch);
+    for (const g of ['g1', 'g2', 'g3']) {
+      const members = await raw(three.urls[layer.shardOf(g, { group: true })]!).zrange(`${prefix}:group:${g}`, 0, -1);
+      assert.ok(!members.includes(ch), g);
+    }
+    assert.equal(await receiveOrNothing(layer, ch, 200), undefined);
+    await layer.groupSend('g1', { type: 'still-here' });
+    assert.deepEqual(await waiting, { type: 'still-here' });
+  });
+
+  it('stats() reports every counter', async () => {
+    const layer = makeLayer({ hosts: one.urls, prefix: freshPrefix() });
+    assert.deepEqual(Object.keys(layer.stats()).sort(), [
+      'capacityRejected',
+      'disconnects',
+      'expired',
+      'groupDeliveries',
+      'groupDropped',
+      'groupSends',
+      'localDropped',
+      'received',
+      'reconnects',
+      'sent',
+      'unreadable',
+    ]);
+    const s = layer.stats();
+    s.sent = 99;
+    assert.equal(layer.stats().sent, 0);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe('RedisChannelLayer: aborted receives lose and duplicate nothing', () => {
+  it('thousands of receives aborted at random moments across 3 shards: every message once, in order per sender', async () => {
+    const prefix = freshPrefix();
+    const receiver = makeLayer({ hosts: three.urls, prefix });
+    const senders = [0, 1, 2].map(() => makeLayer({ hosts: three.urls, prefix, capacity: 10_000 }));
+    const channels = [
+      await channelOnShard(receiver, 0),
+      await channelOnShard(receiver, 1),
+      await channelOnShard(receiver, 2),
+      'torture-normal',
+    ];
+    const place = crc32Placement(3);
+    const PER_SENDER = 300;
+    // Senders: the three layers, plus a channels_redis-style writer placing `!` messages by the
+    // full name (#221) — each sender's messages on one channel stay on one shard.
+    const sendAll = async (): Promise<void> => {
+      await Promise.all(
+        channels.flatMap((channel) => [
+          ...senders.map(async (s, i) => {
+            for (let seq = 0; seq < PER_SENDER; seq++) {
+              await s.send(channel, { type: 't', sender: `s${i}`, seq });
+              if (seq % 50 === 0) await delay(randomInt(3));
+            }
+          }),
+          (async () => {
+            if (!channel.includes('!')) return;
+            const client = raw(three.urls[place.index(channel)]!);
+            const key = prefix + channel.slice(0, channel.indexOf('!') + 1);
+            for (let seq = 0; seq < PER_SENDER; seq++) {
+              await client.zadd(key, Date.now() / 1000 + seq * 1e-6, framed({ type: 't', sender: 'py', seq, __asgi_channel__: channel }));
+            }
+          })(),
+        ]),
+      );
+    };
+    let aborted = 0;
+    const receiveAll = async (channel: string, expected: number): Promise<Seq[]> => {
+      const got: Seq[] = [];
+      while (got.length < expected) {
+        const controller = new AbortController();
+        const pending = receiver.receive(channel, { signal: controller.signal });
+        switch (randomInt(5)) {
+          case 0:
+            controller.abort();
+            break;
+          case 1:
+            queueMicrotask(() => controller.abort());
+            break;
+          case 2:
+            setImmediate(() => controller.abort());
+            break;
+          case 3:
+            setTimeout(() => controller.abort(), randomInt(3));
+            break;
+          default:
+            break; // not aborted
+        }
+        try {
+          got.push((await pending) as Seq);
+        } catch (err) {
+          assert.equal((err as Error).name, 'AbortError');
+          aborted++;
+        }
+      }
+      return got;
+    };
+    const expectedFor = (c: string) => PER_SENDER * (c.includes('!') ? 4 : 3);
+    const [results] = await Promise.all([
+      Promise.all(channels.map((c) => receiveAll(c, expectedFor(c)))),
+      sendAll(),
+    ]);
+    assert.ok(aborted >= 1000, `only ${aborted} receives were aborted`);
+    channels.forEach((channel, i) => {
+      const bySender = new Map<string, number[]>();
+      for (const m of results[i]!) {
+        const list = bySender.get(m.sender!) ?? [];
+        list.push(m.seq);
+        bySender.set(m.sender!, list);
+      }
+      for (const [sender, seqs] of bySender) {
+        assert.deepEqual(seqs, Array.from({ length: PER_SENDER }, (_, k) => k), `${channel} from ${sender}`);
+      }
+      assert.equal(bySender.size, channel.includes('!') ? 4 : 3);
+    });
+    // Nothing left over anywhere.
+    for (const c of channels) assert.equal(await receiveOrNothing(receiver, c, 100), undefined);
+    assert.equal(receiver.stats().received, channels.reduce((n, c) => n + expectedFor(c), 0));
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe('RedisChannelLayer: sharding', () => {
+  it("ring: adding a 4th host moves about 1/4 of the names, all to the new host; crc32 moves far more", async () => {
+    const four = await startRedis({ count: 1 });
+    try {
+      const hosts3 = three.urls;
+      const hosts4 = [...three.urls, four.urls[0]!];
+      const ring3 = makeLayer({ hosts: hosts3, sharding: 'ring', prefix: freshPrefix() });
+      const ring4 = makeLayer({ hosts: hosts4, sharding: 'ring', prefix: freshPrefix() });
+      const crc3 = makeLayer({ hosts: hosts3 });
+      const crc4 = makeLayer({ hosts: hosts4 });
+      const names = Array.from({ length: 20_000 }, (_, i) => `channel-${i}`);
+      const moved = names.filter((n) => ring3.shardOf(n) !== ring4.shardOf(n));
+      const fraction = moved.length / names.length;
+      assert.ok(fraction > 0.18 && fraction < 0.32, `ring moved ${fraction}`);
+      for (const n of moved) assert.equal(ring4.shardOf(n), 3);
+      const crcMoved = names.filter((n) => crc3.shardOf(n) !== crc4.shardOf(n)).length / names.length;
+      assert.ok(crcMoved > 0.4, `crc32 moved ${crcMoved}`);
+      // Each host holds a fair share, and the data really lands where shardOf says.
+      const counts = [0, 0, 0, 0];
+      for (const n of names) counts[ring4.shardOf(n)]!++;
+      for (const c of counts) assert.ok(c > names.length * 0.15, `share ${counts}`);
+      const prefix = freshPrefix();
+      const layer = makeLayer({ hosts: hosts4, sharding: 'ring', prefix });
+      for (const n of names.slice(0, 40)) await layer.send(n, { type: 'x' });
+      for (const n of names.slice(0, 40)) {
+        assert.equal(await raw(hosts4[layer.shardOf(n)]!).exists(prefix + n), 1, n);
+      }
+      const ch = await layer.newChannel();
+      await layer.groupAdd('ring-group', ch);
+      await layer.groupSend('ring-group', { type: 'ring' });
+      assert.deepEqual(await layer.receive(ch), { type: 'ring' });
+      for (const n of names.slice(0, 40)) assert.deepEqual(await layer.receive(n), { type: 'x' });
+    } finally {
+      await Promise.all(layers.splice(0).map((l) => l.close()));
+      await four.stop();
+    }
+  });
+
+  it('groupSend to 100,000 members chunks its script calls and reaches every key', async () => {
+    const prefix = freshPrefix();
+    const layer = makeLayer({ hosts: three.urls, prefix });
+    const N = 100_000;
+    const clients = three.urls.map((u) => raw(u));
+    // Members added directly (as many processes would), all normal channels: 100,000 keys.
+    const byShard = new Map<number, string[]>();
+    const place = crc32Placement(3);
+    const groupShard = place.index('huge');
+    const now = Date.now() / 1000;
+    const pipeline = clients[groupShard]!.pipeline();
+    for (let i = 0; i < N; i++) {
+      const c = `member-${i}`;
+      pipeline.zadd(`${prefix}:group:huge`, now, c);
+      const list = byShard.get(place.index(c)) ?? [];
+      list.push(c);
+      byShard.set(place.index(c), list);
+    }
+    await pipeline.exec();
+    const before = await Promise.all(clients.map((c) => c.info('commandstats')));
+    const calls = (info: string) => Number(/cmdstat_evalsha:calls=(\d+)/.exec(info)?.[1] ?? 0) + Number(/cmdstat_eval:calls=(\d+)/.exec(info)?.[1] ?? 0);
+    const started = performance.now();
+    await layer.groupSend('huge', { type: 'to-all' });
+    const ms = performance.now() - started;
+    const afterInfo = await Promise.all(clients.map((c) => c.info('commandstats')));
+    let scriptCalls = 0;
+    for (let i = 0; i < 3; i++) scriptCalls += calls(afterInfo[i]!) - calls(before[i]!);
+    // ≥ 100 group_send chunks (1,000 keys each) + the member read.
+    assert.ok(scriptCalls >= 101, `${scriptCalls} script calls`);
+    assert.equal(layer.stats().groupDeliveries, N);
+    for (const [shard, names] of byShard) {
+      const sample = names.filter((_, i) => i % 997 === 0);
+      for (const n of sample) assert.equal(await clients[shard]!.zcard(prefix + n), 1, n);
+    }
+    // The slowest single command stayed short (no multi-second Redis stall).
+    for (const c of clients) {
+      const slow = (await c.call('SLOWLOG', 'GET', '5')) as Array<[number, number, number, string[]]>;
+      for (const entry of slow) {
+        if (String(entry[3]?.[0]).toLowerCase().startsWith('eval')) assert.ok(entry[2] < 500_000, `slow: ${entry[2]} µs`);
+      }
+    }
+    assert.ok(ms < 60_000);
+    await layer.flush();
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe('RedisChannelLayer: connections', () => {
+  it("a shard going down: 'disconnect', bounded send failure, 'reconnect', the reader recovers", async () => {
+    const group = await startRedis({ count: 3 });
+    try {
+      const disconnects: number[] = [];
+      const reconnects: number[] = [];
+      const layer = makeLayer({
+        hosts: group.urls,
+        prefix: freshPrefix(),
+        commandTimeoutMs: 500,
+        onDisconnect: (i) => disconnects.push(i),
+        logger: { warn: () => {} },
+      });
+      layer.on('reconnect', (i: number) => reconnects.push(i));
+      const ch = await channelOnShard(layer, 1);
+      await layer.flush(); // every command connection is up
+      const firstReceive = layer.receive(ch);
+      await layer.send(ch, { type: 'before' });
+      assert.deepEqual(await firstReceive, { type: 'before' });
+
+      const disconnected = once(layer, 'disconnect');
+      await group.servers[1]!.kill();
+      assert.deepEqual(await disconnected, [1]);
+      assert.deepEqual(disconnects, [1]);
+      const started = Date.now();
+      const err = await rejection(layer.send(ch, { type: 'while-down' }));
+      const took = Date.now() - started;
+      assert.match(err.message, /shard 1|Connection|ECONNREFUSED/);
+      assert.ok(took < 3000, `send failed after ${took} ms`);
+      // Other shards keep working.
+      const other = await channelOnShard(layer, 0);
+      await layer.send(other, { type: 'other-shard' });
+      assert.deepEqual(await layer.receive(other), { type: 'other-shard' });
+
+      const reconnected = once(layer, 'reconnect');
+      await group.servers[1]!.restart();
+      assert.deepEqual(await reconnected, [1]);
+      assert.ok(layer.stats().reconnects! >= 1);
+      assert.ok(layer.stats().disconnects! >= 1);
+      const afterReceive = layer.receive(ch);
+      await layer.send(ch, { type: 'after' });
+      assert.deepEqual(await afterReceive, { type: 'after' });
+      assert.ok(reconnects.includes(1));
+    } finally {
+      await Promise.all(layers.splice(0).map((l) => l.close()));
+      await group.stop();
+    }
+  });
+
+  it('close() with receives pending rejects them, and the process exits on its own', async () => {
+    const code = `
+      import { RedisChannelLayer, LayerClosed } from './lib/index.ts';
+      const layer = new RedisChannelLayer({ hosts: JSON.parse(process.env.HOSTS), prefix: 'exit-test' });
+      const ch = await layer.newChannel();
+      await layer.send('warmup', { type: 'w' });
+      const pending = [layer.receive(ch), layer.receive('normal-pending'), layer.receive(ch)];
+      await layer.receive('warmup');
+      await layer.close();
+      const results = await Promise.allSettled(pending);
+      console.log(JSON.stringify(results.map((r) => r.status === 'rejected' && r.reason instanceof LayerClosed)));
+    `;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+      cwd: path.join(import.meta.dirname, '..'),
+      env: { ...process.env, HOSTS: JSON.stringify(three.urls) },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    const [exitCode, signal] = (await once(child, 'exit')) as [number | null, string | null];
+    clearTimeout(timer);
+    assert.equal(signal, null, 'the child had to be killed: something kept it alive');
+    assert.equal(exitCode, 0);
+    assert.equal(out.trim(), '[true,true,true]');
+  });
+
+  it('a Redis older than 5.0 is refused with a clear error', async () => {
+    // A fake server that answers like Redis 4.0.
+    const server = net.createServer((socket) => {
+      socket.on('data', (chunk) => {
+        const text = chunk.toString();
+        const commands = text.split('*').filter((s) => s.length > 0);
+        for (const command of commands) {
+          if (/info/i.test(command)) {
+            const body = '# Server\r\nredis_version:4.0.14\r\nloading:0\r\n';
+            socket.write(`$${Buffer.byteLength(body)}\r\n${body}\r\n`);
+          } else socket.write('+OK\r\n');
+        }
+      });
+      socket.on('error', () => {});
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const { port } = server.address() as net.AddressInfo;
+    try {
+      const layer = makeLayer({ hosts: [`redis://127.0.0.1:${port}`], commandTimeoutMs: 2000 });
+      const err = await rejection(layer.send('c', { type: 'x' }));
+      assert.match(err.message, /4\.0.*too old.*5\.0/);
+      await layer.close();
+    } finally {
+      server.close();
+    }
+  });
+
+  it('ACL username and password from the URL', async () => {
+    const admin = raw(one.urls[0]!);
+    await admin.call('ACL', 'SETUSER', 'chanuser', 'on', '>pa55word', '~*', '&*', '+@all');
+    try {
+      const url = one.urls[0]!.replace('redis://', 'redis://chanuser:pa55word@');
+      const layer = makeLayer({ hosts: [url], prefix: freshPrefix() });
+      const ch = await layer.newChannel();
+      await layer.send(ch, { type: 'acl' });
+      assert.deepEqual(await layer.receive(ch), { type: 'acl' });
+      const list = (await admin.call('CLIENT', 'LIST')) as string;
+      assert.match(list, /user=chanuser .*name=chanlayer:blocking|name=chanlayer:blocking.*user=chanuser/);
+    } finally {
+      await admin.call('ACL', 'DELUSER', 'chanuser');
+    }
+  });
+});
