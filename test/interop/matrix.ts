@@ -4,10 +4,10 @@
  * field by field so a failure names the field.
  *
  * FROM_PYTHON: the Python value (tagged) → the JS value Node must receive (API.md: ints beyond
- *   ±(2^53 − 1) as bigint, non-integers as number, bin as Uint8Array, -0.0 stays -0).
+ *   ±2^53 as bigint, non-integers as number, bin as Uint8Array, -0.0 stays -0).
  * FROM_NODE:   the JS value Node sends → the Python value channels_redis must receive (exact
- *   type: an integer-valued JS number is a Python int, a bigint is a Python int, Uint8Array and
- *   Buffer are bytes, undefined is None).
+ *   type: an integer-valued JS number is a Python int — except -0, a float — a bigint is a
+ *   Python int, Uint8Array and Buffer are bytes, undefined is None).
  */
 import assert from 'node:assert/strict';
 import {
@@ -206,7 +206,7 @@ export const FROM_NODE: Array<[string, unknown, Tagged]> = [
   ['number_2e63', 2 ** 63, int(p(63))],
   ['number_neg_2e63', -(2 ** 63), int(-p(63))],
   ['number_1e19', 1e19, int(10n ** 19n)],
-  ['number_neg_zero', -0, int(0)],
+  ['number_neg_zero', -0, float('-0.0')],
   ['number_one_point_zero', 1.0, int(1)],
   ['undefined', undefined, nil],
   ['buffer', Buffer.from([1, 2, 3]), bytes('010203')],

@@ -53,7 +53,8 @@ export function tag(value: unknown): Tagged {
     case 'bigint':
       return int(value);
     case 'number': {
-      if (Number.isInteger(value)) {
+      // -0 stays a float (Python's -0.0): an int would lose the sign.
+      if (Number.isInteger(value) && !Object.is(value, -0)) {
         const big = BigInt(value);
         if (big >= INT64_MIN && big <= UINT64_MAX) return int(big);
       }
@@ -74,7 +75,7 @@ export function tag(value: unknown): Tagged {
   }
 }
 
-/** The JS value a Python value must arrive as: ints beyond ±(2^53 − 1) as bigint, bytes as Uint8Array. */
+/** The JS value a Python value must arrive as: ints beyond ±2^53 as bigint, bytes as Uint8Array. */
 export function untag(node: Tagged): unknown {
   switch (node.t) {
     case 'nil':
@@ -83,9 +84,7 @@ export function untag(node: Tagged): unknown {
       return node.v;
     case 'int': {
       const n = BigInt(node.v);
-      return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER)
-        ? Number(n)
-        : n;
+      return n >= -(2n ** 53n) && n <= 2n ** 53n ? Number(n) : n;
     }
     case 'float':
       if (node.v === 'inf') return Infinity;
