@@ -7,6 +7,9 @@ import type { RedisOptions } from 'ioredis';
 import type { HostEntry, SentinelHost } from '../config.ts';
 import { ConfigurationError } from '../errors.ts';
 
+/** Default bound for one question to a sentinel (`sentinelCommandTimeout` overrides it). */
+const SENTINEL_COMMAND_TIMEOUT_MS = 2000;
+
 export interface ShardSpec {
   /** Stable identity for the hash ring: the address or Sentinel master, without secrets. */
   id: string;
@@ -16,7 +19,8 @@ export interface ShardSpec {
 }
 
 function checkUrl(address: unknown, where: string): string {
-  if (typeof address !== 'string') throw new ConfigurationError(`${where} must be a redis:// URL string`);
+  if (typeof address !== 'string')
+    throw new ConfigurationError(`${where} must be a redis:// URL string`);
   let parsed: URL;
   try {
     parsed = new URL(address);
@@ -39,7 +43,8 @@ function sentinelPairs(value: unknown, where: string): Array<{ host: string; por
     throw new ConfigurationError(`${where}.sentinels must be a non-empty list of [host, port]`);
   }
   return value.map((s: unknown) => {
-    if (Array.isArray(s) && typeof s[0] === 'string') return { host: s[0], port: Number(s[1] ?? 26379) };
+    if (Array.isArray(s) && typeof s[0] === 'string')
+      return { host: s[0], port: Number(s[1] ?? 26379) };
     if (s && typeof s === 'object' && typeof (s as { host?: unknown }).host === 'string') {
       const { host, port } = s as { host: string; port?: number };
       return { host, port: Number(port ?? 26379) };
@@ -66,20 +71,29 @@ export function parseHost(entry: HostEntry, i: number): ShardSpec {
       id: `sentinel:${masterName}@${pairs.map((p) => `${p.host}:${p.port}`).join(',')}/${db ?? 0}`,
       url: undefined,
       options: {
+        // A sentinel that accepts connections but never answers must not stall finding the
+        // master (ioredis has no timeout for sentinel commands by default).
+        sentinelCommandTimeout: SENTINEL_COMMAND_TIMEOUT_MS,
         ...(rest as RedisOptions),
         sentinels: pairs,
         name: masterName,
         db: db ?? 0,
         sentinelUsername: sentinelKwargs?.username,
         sentinelPassword: sentinelKwargs?.password,
-        // Follow +switch-master at once instead of waiting for the old master to drop us.
-        failoverDetector: true,
+        // +switch-master is followed by the shard's SentinelWatch (one set of sentinel
+        // connections per shard, and it also wakes connections waiting out a reconnect
+        // backoff), not by ioredis's per-connection failoverDetector.
+        failoverDetector: false,
       },
     };
   }
   if ('address' in entry) {
     const { address, ...rest } = entry;
-    return { id: urlId(checkUrl(address, `${where}.address`)), url: address, options: rest as RedisOptions };
+    return {
+      id: urlId(checkUrl(address, `${where}.address`)),
+      url: address,
+      options: rest as RedisOptions,
+    };
   }
   throw new ConfigurationError(`${where} needs "address" or "sentinels" + "masterName"`);
 }

@@ -28,7 +28,7 @@
  */
 import type { Redis } from 'ioredis';
 import { runScript } from './scripts.ts';
-import { reconnectDelay, RedisTooOld, type Shard } from './shard.ts';
+import { RedisTooOld, type Shard } from './shard.ts';
 
 export interface ReaderHooks {
   /** Queue keys with waiting receivers, each with how many messages it may give right now. */
@@ -170,7 +170,7 @@ class ShardLoop {
         // Connection trouble is reported by the layer's 'disconnect' event; anything else
         // (a foreign key of the wrong type under our prefix, a script error) is worth a word.
         if (!isConnectionError(err)) reader.hooks.report(err, `reader on shard ${shard.index}`);
-        await this.pause(reconnectDelay(failures++));
+        await this.pause(shard.retryDelay(failures++));
       }
     }
   }
@@ -308,7 +308,10 @@ class ShardLoop {
     });
   }
 
-  /** Waits `ms`, or less if the shard's command connection comes back up or the reader stops. */
+  /**
+   * Waits `ms`, or less if the shard's command connection comes back up, Sentinel announces a
+   * new master for it (failover), or the reader stops.
+   */
   private async pause(ms: number): Promise<void> {
     if (this.reader.stopped) return;
     let timer: NodeJS.Timeout | undefined;
@@ -317,10 +320,12 @@ class ShardLoop {
       timer = setTimeout(resolve, ms);
       onUp = resolve;
       this.shard.on('up', onUp);
+      this.shard.on('switch', onUp);
       this.endPause = resolve;
     });
     clearTimeout(timer);
     this.shard.off('up', onUp!);
+    this.shard.off('switch', onUp!);
     this.endPause = undefined;
   }
 }

@@ -3,10 +3,21 @@
  * every operation and a few dedicated connections (blocking reader, subscriber) created on
  * demand. Reports transitions as 'down'/'up' (role) and refuses a Redis older than 5.0
  * (no BZPOPMIN, no CLIENT UNBLOCK).
+ *
+ * A Sentinel shard follows failovers (docs/failover.md):
+ * - a `SentinelWatch` hears `+switch-master` from any sentinel; every connection of the shard
+ *   that waits out a reconnect backoff reconnects at once, one still connected to the old master
+ *   is dropped, and new connections ask the sentinel that announced the switch first;
+ * - for a few seconds after a switch, reconnect delays stay short (sentinels that have not yet
+ *   heard of it may still name the old master);
+ * - `READONLY` (a master demoted under us) drops the connection, so it finds the master again;
+ * - 'failover' (`{ from, to }` addresses) is emitted when the command connection comes back on
+ *   a different server than before.
  */
 import { EventEmitter } from 'node:events';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { ShardSpec } from './hosts.ts';
+import { SentinelWatch, type MasterAddress, type MasterSwitch } from './sentinel-watch.ts';
 
 export type Role = 'command' | 'blocking' | 'subscriber';
 
@@ -44,6 +55,34 @@ function hangUp(client: Redis): void {
   }
 }
 
+/** How long after a switch reconnect delays stay short. */
+const FOLLOW_WINDOW_MS = 5000;
+/** Longest reconnect delay within that window. */
+const FOLLOW_DELAY_MS = 50;
+
+/** A master demoted under us answers writes with READONLY: reconnect (the command is rejected). */
+function reconnectOnReadonly(err: Error): 1 | false {
+  return /READONLY/.test(err.message) ? 1 : false;
+}
+
+/** ioredis internals touched to follow a switch at once (guarded: a no-op if they change). */
+interface ClientInternals {
+  reconnectTimeout?: NodeJS.Timeout | null;
+  connector?: {
+    sentinelIterator?: { sentinels?: Array<{ host?: string; port?: number }>; cursor?: number };
+  };
+  stream?: { remoteAddress?: string; remotePort?: number };
+}
+
+function remoteOf(client: Redis): MasterAddress | undefined {
+  const stream = (client as unknown as ClientInternals).stream;
+  if (!stream?.remoteAddress || !stream.remotePort) return undefined;
+  return { host: stream.remoteAddress, port: stream.remotePort };
+}
+
+const sameAddress = (a: MasterAddress | undefined, b: MasterAddress | undefined): boolean =>
+  a !== undefined && b !== undefined && a.host === b.host && a.port === b.port;
+
 export class RedisTooOld extends Error {
   override name = 'RedisTooOld';
 }
@@ -53,6 +92,17 @@ export class Shard extends EventEmitter {
   private readonly extra = new Set<Redis>();
   private checked: Promise<void> | undefined;
   private readyWait: Promise<void> | undefined;
+  /** Sentinel shards only. */
+  private readonly watch: SentinelWatch | undefined;
+  /** Every live connection of the shard, command connection included. */
+  private readonly clients = new Set<Redis>();
+  /** Number of master switches heard, and when the last one was. */
+  private switches = 0;
+  private switchedAt = Number.NEGATIVE_INFINITY;
+  /** The sentinel that announced the last switch: asked first from then on. */
+  private preferredSentinel: MasterAddress | undefined;
+  /** Where the command connection was last ready. */
+  private master: MasterAddress | undefined;
 
   constructor(
     readonly index: number,
@@ -60,12 +110,20 @@ export class Shard extends EventEmitter {
     private readonly opts: ShardOptions,
   ) {
     super();
+    if (spec.options.sentinels?.length) {
+      this.watch = new SentinelWatch(spec.options);
+      this.watch.on('switch', (change: MasterSwitch) => this.switched(change));
+    }
     this.client = this.connect('command', {
       enableAutoPipelining: true,
       commandTimeout: opts.commandTimeoutMs,
       ...(opts.lazyConnect ? { lazyConnect: true } : {}),
       ...(opts.failFast
-        ? { enableOfflineQueue: false, maxRetriesPerRequest: 0, autoResendUnfulfilledCommands: false }
+        ? {
+            enableOfflineQueue: false,
+            maxRetriesPerRequest: 0,
+            autoResendUnfulfilledCommands: false,
+          }
         : {}),
     });
   }
@@ -99,7 +157,12 @@ export class Shard extends EventEmitter {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(
-        () => reject(new Error(`Redis ${this.spec.id} (shard ${this.index}) is not reachable: no connection within ${timeoutMs} ms`)),
+        () =>
+          reject(
+            new Error(
+              `Redis ${this.spec.id} (shard ${this.index}) is not reachable: no connection within ${timeoutMs} ms`,
+            ),
+          ),
         timeoutMs,
       );
     });
@@ -112,15 +175,22 @@ export class Shard extends EventEmitter {
       retryStrategy: reconnectDelay,
       maxRetriesPerRequest: null,
       connectionName: `chanlayer:${role}`,
+      ...(this.watch ? { reconnectOnError: reconnectOnReadonly } : {}),
       ...this.spec.options,
       ...extra,
     };
+    if (this.watch) this.followSwitches(options);
     const client = this.spec.url ? new Redis(this.spec.url, options) : new Redis(options);
     if (role !== 'command') this.extra.add(client);
+    this.clients.add(client);
+    client.on('end', () => this.clients.delete(client));
+    // The watch starts with the shard's first connection attempt (a lazy shard stays silent).
+    if (this.watch) client.once('connecting', () => this.watch?.start());
     let ready = false;
     let down = false;
     client.on('ready', () => {
       ready = true;
+      if (role === 'command') this.noteMaster(client);
       if (down) {
         down = false;
         this.emit('up', role, client);
@@ -158,15 +228,109 @@ export class Shard extends EventEmitter {
     return this.checked;
   }
 
+  /**
+   * Delay before attempt `attempt` to reconnect something of this shard: `reconnectDelay`, but
+   * short for a while after a master switch (the new master is known to be there).
+   */
+  retryDelay(attempt: number): number {
+    const delay = reconnectDelay(attempt);
+    return Date.now() - this.switchedAt < FOLLOW_WINDOW_MS
+      ? Math.min(delay, FOLLOW_DELAY_MS)
+      : delay;
+  }
+
+  /** Number of `+switch-master` announcements acted on (Sentinel shards). */
+  get switchCount(): number {
+    return this.switches;
+  }
+
   release(client: Redis): void {
     this.extra.delete(client);
+    this.clients.delete(client);
     hangUp(client);
   }
 
   close(): void {
+    this.watch?.close();
     for (const client of this.extra) hangUp(client);
     this.extra.clear();
     hangUp(this.client);
+    this.clients.clear();
     this.removeAllListeners();
   }
+
+  // ---------------------------------------------------------------------------------------
+  // Following Sentinel failovers
+
+  /**
+   * Per connection: the sentinel that announced the last switch is asked first, and a retry
+   * right after a switch is immediate (then short for FOLLOW_WINDOW_MS).
+   */
+  private followSwitches(options: RedisOptions): void {
+    const preferred = this.preferredSentinel;
+    if (preferred && options.sentinels) {
+      options.sentinels = [
+        ...options.sentinels.filter((s) => sameAddress(toAddress(s), preferred)),
+        ...options.sentinels.filter((s) => !sameAddress(toAddress(s), preferred)),
+      ];
+    }
+    const strategy = options.retryStrategy;
+    if (typeof strategy !== 'function') return;
+    let seen = this.switches;
+    options.retryStrategy = (attempt: number) => {
+      const delay = strategy(attempt);
+      if (typeof delay !== 'number') return delay;
+      if (seen !== this.switches) {
+        seen = this.switches;
+        return 0;
+      }
+      return Date.now() - this.switchedAt < FOLLOW_WINDOW_MS
+        ? Math.min(delay, FOLLOW_DELAY_MS)
+        : delay;
+    };
+  }
+
+  /** `+switch-master` for this group: every connection heads for the new master now. */
+  private switched(change: MasterSwitch): void {
+    this.switches++;
+    this.switchedAt = Date.now();
+    this.preferredSentinel = change.sentinel;
+    this.emit('switch', change);
+    for (const client of this.clients) {
+      const internals = client as unknown as ClientInternals;
+      const iterator = internals.connector?.sentinelIterator;
+      if (iterator && Array.isArray(iterator.sentinels)) {
+        const first = iterator.sentinels.filter((s) => sameAddress(toAddress(s), change.sentinel));
+        const rest = iterator.sentinels.filter((s) => !sameAddress(toAddress(s), change.sentinel));
+        iterator.sentinels = [...first, ...rest];
+        iterator.cursor = 0;
+      }
+      if (client.status === 'reconnecting' && internals.reconnectTimeout) {
+        // Waiting out a backoff: go now.
+        clearTimeout(internals.reconnectTimeout);
+        internals.reconnectTimeout = null;
+        client.connect().catch(() => {});
+      } else if (
+        (client.status === 'ready' || client.status === 'connect') &&
+        !sameAddress(remoteOf(client), change.to)
+      ) {
+        // Still talking to the old master (alive but demoted): reconnect.
+        client.disconnect(true);
+      }
+      // 'connecting': the attempt under way fails or succeeds; a retry after it is immediate.
+    }
+  }
+
+  /** The command connection is ready: a different server than last time is a failover. */
+  private noteMaster(client: Redis): void {
+    const now = remoteOf(client);
+    if (!now) return;
+    const before = this.master;
+    this.master = now;
+    if (before && !sameAddress(before, now)) this.emit('failover', { from: before, to: now });
+  }
+}
+
+function toAddress(s: { host?: string; port?: number }): MasterAddress {
+  return { host: s.host ?? '127.0.0.1', port: Number(s.port ?? 26379) };
 }
