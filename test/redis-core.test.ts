@@ -657,6 +657,7 @@ describe('RedisChannelLayer: semantics', () => {
       'capacityRejected',
       'disconnects',
       'expired',
+      'failovers',
       'groupDeliveries',
       'groupDropped',
       'groupSends',

@@ -22,6 +22,7 @@ export const COUNTERS = [
   'unreadable',
   'disconnects',
   'reconnects',
+  'failovers',
 ] as const;
 export type CounterName = (typeof COUNTERS)[number];
 

@@ -92,6 +92,12 @@ export class RedisChannelLayer<M extends Message = Message> extends BaseLayer im
         this.count('reconnects');
         this.emit('reconnect', i);
       });
+      // Sentinel shard back on a different master (docs/failover.md).
+      shard.on('failover', (change: unknown) => {
+        if (this.closed) return;
+        this.count('failovers');
+        this.emit('failover', i, change);
+      });
       return shard;
     });
     this.mailboxes = new Mailboxes<M>({
