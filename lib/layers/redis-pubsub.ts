@@ -63,6 +63,8 @@ interface ShardHealth {
   epoch: number;
   /** A connection error was reported for the current outage (report one per outage). */
   reported: boolean;
+  /** A connection of the shard has been ready once: later losses are 'disconnect' events. */
+  connected: boolean;
 }
 
 export class RedisPubSubChannelLayer<M extends Message = Message>
@@ -101,7 +103,12 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     this.shards = specs.map(
       (spec, i) => new Shard(i, spec, { commandTimeoutMs: this.options.commandTimeoutMs }),
     );
-    this.health = this.shards.map(() => ({ down: new Set<Role>(), epoch: 0, reported: false }));
+    this.health = this.shards.map(() => ({
+      down: new Set<Role>(),
+      epoch: 0,
+      reported: false,
+      connected: false,
+    }));
     this.subscriptions = this.shards.map(
       (shard) =>
         new Subscriptions(
@@ -113,11 +120,21 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     this.shards.forEach((shard, i) => {
       shard.on('down', (role: Role) => this.shardDown(i, role));
       shard.on('up', (role: Role) => this.shardUp(i, role));
+      const health = this.health[i]!;
+      for (const client of [shard.client, this.subscriptions[i]!.client]) {
+        client.once('ready', () => {
+          health.connected = true;
+        });
+      }
+      // One report per outage. A shard that was reachable reports its loss as 'disconnect'
+      // (and the error only to the logger), so `await once(layer, 'reconnect')` is not
+      // rejected by the very outage it waits out; a shard never reached reports an 'error'.
       shard.on('connectionError', (err: Error) => {
-        const health = this.health[i]!;
         if (this.closed || health.reported) return;
         health.reported = true;
-        this.reportError(err, `Redis shard ${i} (${shard.spec.id})`);
+        const context = `Redis shard ${i} (${shard.spec.id})`;
+        if (health.connected) this.logger.warn(`chanlayer: ${context}: ${err.message}`);
+        else this.reportError(err, context);
       });
     });
   }
