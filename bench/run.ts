@@ -18,6 +18,7 @@ import { Progress } from './progress.ts';
 import { runCeiling, type CeilingId } from './redis-benchmark.ts';
 import { buildReport, buildWork, type RepResult, type RunRecord } from './report.ts';
 import { loadChanlayer } from './scenarios/index.ts';
+import { snapshotLib, type LibSnapshot } from './snapshot.ts';
 import { flushAll, startServers, startWork, type BenchServers } from './servers.ts';
 import { charts } from './svg.ts';
 import { renderTable, renderWork } from './table.ts';
@@ -80,6 +81,8 @@ function brief(r: ScenarioResult): string {
 
 const log = (message: string): void => void process.stderr.write(`bench: ${message}\n`);
 
+let snapshot: LibSnapshot | undefined;
+
 async function measure(o: Options): Promise<ResultsFile> {
   const meta: Record<string, unknown> = {
     date: new Date().toISOString(),
@@ -91,14 +94,18 @@ async function measure(o: Options): Promise<ResultsFile> {
     reps: o.reps,
     quick: o.quick,
     pin: o.pin,
-    params: o.params,
+    params: { ...o.params },
     skipped: {} as Record<string, string>,
   };
   const skipped = meta.skipped as Record<string, string>;
 
   let chanlayer: ('core' | 'pubsub')[] = [];
   if (o.impls.has('chanlayer')) {
-    const loaded = await loadChanlayer(o.params.inMemory);
+    // Every chanlayer run of this bench tests the lib/ of this moment (see snapshot.ts).
+    snapshot = snapshotLib(ROOT);
+    o.params.lib = snapshot.index;
+    meta.libHash = snapshot.hash;
+    const loaded = await loadChanlayer(o.params.inMemory, snapshot.index);
     if (typeof loaded === 'string') {
       skipped.chanlayer = loaded;
       log(`skipping chanlayer: ${loaded}`);
@@ -153,6 +160,7 @@ async function measure(o: Options): Promise<ResultsFile> {
   );
   const bar = new Progress(runs.length * o.reps);
   const stop = (): void => {
+    snapshot?.remove();
     void servers.stop().finally(() => process.exit(130));
   };
   process.once('SIGINT', stop);
@@ -203,8 +211,10 @@ function notes(results: ResultsFile): string[] {
   }
   for (const r of results.runs) {
     r.reps.forEach((rep, i) => {
-      if (rep && 'error' in rep)
-        out.push(`Failed ${r.key} (rep ${i + 1}): ${rep.error.split('\n')[0]}`);
+      if (rep && 'error' in rep) {
+        const why = rep.error.replace(/\s*\n\s*/g, ' ⏎ ').slice(0, 240);
+        out.push(`Failed ${r.key} (rep ${i + 1}): ${why}`);
+      }
     });
   }
   return out;
@@ -239,9 +249,14 @@ async function main(): Promise<void> {
     process.stdout.write(`${USAGE}\n`);
     return;
   }
-  const results: ResultsFile = o.from
-    ? (JSON.parse(fs.readFileSync(o.from, 'utf8')) as ResultsFile)
-    : await measure(o);
+  let results: ResultsFile;
+  try {
+    results = o.from
+      ? (JSON.parse(fs.readFileSync(o.from, 'utf8')) as ResultsFile)
+      : await measure(o);
+  } finally {
+    snapshot?.remove();
+  }
   output(results, o);
 }
 

@@ -36,6 +36,8 @@ export interface ScenarioParams {
   stallSeconds: number;
   /** chanlayer only: run against InMemoryChannelLayer (a self-test of the harness). */
   inMemory?: boolean;
+  /** chanlayer only: `file:` URL of the lib/index.ts to load (the run's snapshot). */
+  lib?: string;
 }
 
 /**

@@ -11,7 +11,7 @@ import { RESULT_MARK, type ScenarioParams } from './types.ts';
 
 async function main(): Promise<void> {
   const params = JSON.parse(process.argv[2] ?? '') as ScenarioParams;
-  const chanlayer = await loadChanlayer(params.inMemory === true);
+  const chanlayer = await loadChanlayer(params.inMemory === true, params.lib);
   if (typeof chanlayer === 'string') throw new Error(chanlayer);
   // Process CPU over the whole run (setup and warm-up too), for the per-message CPU figure.
   const cpu0 = process.cpuUsage();

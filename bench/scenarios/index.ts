@@ -28,16 +28,21 @@ export interface Chanlayer {
 }
 
 /**
- * Loads the layers from lib/index.ts by URL rather than a static import, so the harness
- * type-checks and runs its other parts while the layers are still being written. Returns the
- * reason when none is there yet.
+ * Loads the layers from lib/index.ts (or `lib`, the URL of a snapshot's index.ts: see
+ * snapshot.ts) by URL rather than a static import, so the harness type-checks and runs its
+ * other parts while the layers are still being written. Returns the reason when none is
+ * there yet.
  */
-export async function loadChanlayer(inMemory = false): Promise<Chanlayer | string> {
+export async function loadChanlayer(
+  inMemory = false,
+  lib: string = LIB.href,
+): Promise<Chanlayer | string> {
   let mod: Record<string, unknown>;
   try {
-    mod = (await import(LIB.href)) as Record<string, unknown>;
+    mod = (await import(lib)) as Record<string, unknown>;
   } catch (err) {
-    return `lib/index.ts cannot be loaded (${(err as Error).message.split('\n')[0]})`;
+    const why = (err as Error).message.split('\n').slice(0, 3).join(' ');
+    return `lib/index.ts cannot be loaded (${why})`;
   }
   if (inMemory) {
     // Harness self-test (`--inmemory`): the scenarios against InMemoryChannelLayer, no Redis.
