@@ -140,6 +140,7 @@ class ShardLoop {
   async run(): Promise<void> {
     const { reader, shard } = this;
     let failures = 0;
+    let lastReported: string | undefined;
     while (!reader.stopped) {
       try {
         await shard.whenReady();
@@ -158,6 +159,7 @@ class ShardLoop {
         this.blocking = undefined;
         if (popped) this.deliver(popped[0].toString(), popped[1], popped[2]);
         failures = 0;
+        lastReported = undefined;
       } catch (err) {
         this.blocking = undefined;
         if (reader.stopped) break;
@@ -168,8 +170,12 @@ class ShardLoop {
           return;
         }
         // Connection trouble is reported by the layer's 'disconnect' event; anything else
-        // (a foreign key of the wrong type under our prefix, a script error) is worth a word.
-        if (!isConnectionError(err)) reader.hooks.report(err, `reader on shard ${shard.index}`);
+        // (a script error, say) is worth a word — once, not at every retry.
+        const message = (err as Error)?.message ?? String(err);
+        if (!isConnectionError(err) && message !== lastReported) {
+          lastReported = message;
+          reader.hooks.report(err, `reader on shard ${shard.index}`);
+        }
         await this.pause(shard.retryDelay(failures++));
       }
     }
@@ -193,6 +199,8 @@ class ShardLoop {
   }
 
   private connection(): Redis {
+    // stop() may have come while the loop awaited: never open a connection after it.
+    if (this.reader.stopped) throw new Error('Connection is closed.');
     this.conn ??= this.shard.connect('blocking', {
       commandTimeout: this.reader.opts.blockSeconds * 1000 + 5000,
       enableAutoPipelining: false,

@@ -92,6 +92,7 @@ export class Shard extends EventEmitter {
   private readonly extra = new Set<Redis>();
   private checked: Promise<void> | undefined;
   private readyWait: Promise<void> | undefined;
+  private closed = false;
   /** Sentinel shards only. */
   private readonly watch: SentinelWatch | undefined;
   /** Every live connection of the shard, command connection included. */
@@ -171,6 +172,8 @@ export class Shard extends EventEmitter {
 
   /** A new dedicated connection; `commandTimeout` must exceed any block time used on it. */
   connect(role: Role, extra: RedisOptions = {}): Redis {
+    // A connection opened after close() would never be closed: refuse it.
+    if (this.closed) throw new Error(`Shard ${this.index} (${this.spec.id}) is closed`);
     const options: RedisOptions = {
       retryStrategy: reconnectDelay,
       maxRetriesPerRequest: null,
@@ -251,6 +254,7 @@ export class Shard extends EventEmitter {
   }
 
   close(): void {
+    this.closed = true;
     this.watch?.close();
     for (const client of this.extra) hangUp(client);
     this.extra.clear();
