@@ -101,7 +101,10 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
       onExpired: (n) => this.count('expired', n),
     });
     this.shards = specs.map(
-      (spec, i) => new Shard(i, spec, { commandTimeoutMs: this.options.commandTimeoutMs }),
+      // failFast: a PUBLISH that timed out or was cut off is never sent later behind the
+      // caller's back (ioredis's offline queue / resend); publish() awaits whenReady() instead.
+      (spec, i) =>
+        new Shard(i, spec, { commandTimeoutMs: this.options.commandTimeoutMs, failFast: true }),
     );
     this.health = this.shards.map(() => ({
       down: new Set<Role>(),
@@ -120,6 +123,12 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     this.shards.forEach((shard, i) => {
       shard.on('down', (role: Role) => this.shardDown(i, role));
       shard.on('up', (role: Role) => this.shardUp(i, role));
+      // Sentinel shard back on a different master (docs/failover.md).
+      shard.on('failover', (change: unknown) => {
+        if (this.closed) return;
+        this.count('failovers');
+        this.emit('failover', i, change);
+      });
       const health = this.health[i]!;
       for (const client of [shard.client, this.subscriptions[i]!.client]) {
         client.once('ready', () => {
@@ -325,13 +334,17 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     return this.subscriptions[this.placement.index(name)]!;
   }
 
+  /**
+   * PUBLISH on the shard's command connection, once it is ready: within `commandTimeoutMs`
+   * it resolves (Redis took the message) or rejects with an error naming the shard.
+   */
   private async publish(name: string, payload: Buffer): Promise<void> {
+    const shard = this.shards[this.placement.index(name)]!;
     try {
-      await this.untilClosed(
-        this.shards[this.placement.index(name)]!.client.publish(name, payload),
-      );
+      await this.untilClosed(shard.whenReady());
+      await this.untilClosed(shard.client.publish(name, payload));
     } catch (err) {
-      throw this.failure(err);
+      throw this.failure(shard.explain(err, 'the PUBLISH'));
     }
   }
 

@@ -212,6 +212,31 @@ export class Shard extends EventEmitter {
     return client;
   }
 
+  /**
+   * A command-connection failure as an error that names this shard and says what is known:
+   * a timeout, a command lost in flight (it may or may not have run), no connection. Other
+   * errors (Redis replies) pass through.
+   */
+  explain(err: unknown, command = 'the command'): unknown {
+    const message = (err as Error)?.message ?? String(err);
+    const where = `Redis ${this.spec.id} (shard ${this.index})`;
+    if (message === 'Command timed out') {
+      return new Error(`${where} did not answer within ${this.opts.commandTimeoutMs} ms`, {
+        cause: err,
+      });
+    }
+    if (message.includes('max retries per request') || message.startsWith('Connection is closed')) {
+      return new Error(
+        `${where}: connection lost while ${command} was in flight (it may or may not have run)`,
+        { cause: err },
+      );
+    }
+    if (message.includes("Stream isn't writeable")) {
+      return new Error(`${where} is not connected`, { cause: err });
+    }
+    return err;
+  }
+
   /** Resolves once the server is known to be ≥ 5.0; retried after connection failures. */
   ensureVersion(): Promise<void> {
     this.checked ??= this.client.info('server').then(
