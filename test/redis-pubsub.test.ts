@@ -162,6 +162,25 @@ describe('RedisPubSubChannelLayer on one host', () => {
     assert.equal(layer.groupChannel('room'), 'asgi__group__room');
   });
 
+  test('a SUBSCRIBE written during the connection handshake survives it', async () => {
+    // ioredis writes SUBSCRIBE as soon as the socket connects; a ready check (INFO) sent after
+    // its reply is refused in subscriber mode and ioredis drops the connection — with the
+    // subscription. The subscriber connection therefore runs without a ready check.
+    const layer = makeLayer(redis.urls);
+    const errors: unknown[] = [];
+    layer.on('error', (err) => errors.push(err));
+    const sub = layer['subscriptions'][0]!.client;
+    await once(sub, 'connect');
+    const ch = await layer.newChannel();
+    await waitFor(() => sub.status === 'ready', { what: 'subscriber connection ready' });
+    assert.equal(await numsub(server, ch), 1);
+    await layer.send(ch, { type: 'handshake' });
+    assert.deepEqual(await layer.receive(ch), { type: 'handshake' });
+    assert.deepEqual(errors, []);
+    assert.deepEqual(layer.log.warnings, []);
+    assert.equal(layer.stats().disconnects, 0);
+  });
+
   test('send/receive, FIFO, each message delivered once', async () => {
     const layer = makeLayer(redis.urls, { capacity: 1000 });
     const ch = await layer.newChannel();

@@ -37,7 +37,10 @@ export class Subscriptions {
     onMessage: (name: string, payload: Buffer) => void,
     private readonly onError: (err: unknown, context: string) => void,
   ) {
-    this.client = shard.connect('subscriber', { autoResubscribe: false });
+    // No ready check: ioredis writes SUBSCRIBE (a 'loading'-flagged command) as soon as the
+    // socket connects, and the ready check's INFO sent after the SUBSCRIBE reply would then be
+    // refused in subscriber mode, making ioredis drop the connection — and the subscription.
+    this.client = shard.connect('subscriber', { autoResubscribe: false, enableReadyCheck: false });
     this.client.on('messageBuffer', (name: Buffer, payload: Buffer) =>
       onMessage(name.toString(), payload),
     );
