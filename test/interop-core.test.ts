@@ -20,7 +20,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { RedisChannelLayer } from '../lib/index.ts';
 import { startRedis, type RedisGroup } from './harness/redis.ts';
-import { PythonPeer, type PyLayer } from './interop/peer.ts';
+import { PythonPeer, type PyLayer, soon } from './interop/peer.ts';
 
 let redis: RedisGroup;
 let peer: PythonPeer;
@@ -76,7 +76,7 @@ for (const setup of SETUPS) {
       channel: string,
       send: () => Promise<void>,
     ): Promise<Record<string, unknown>> {
-      const got = node.receive(channel);
+      const got = node.receive(channel, soon());
       await send();
       const sentAt = Date.now();
       const message = await got;
@@ -122,7 +122,7 @@ for (const setup of SETUPS) {
       const ch = name('normal.fifo');
       for (let i = 0; i < 10; i++) await py.send(ch, { type: 'fifo', i });
       const got = [];
-      for (let i = 0; i < 10; i++) got.push((await node.receive(ch)).i as number);
+      for (let i = 0; i < 10; i++) got.push((await node.receive(ch, soon())).i as number);
       if (setup.hosts === 1) assert.deepEqual(got, [...Array(10).keys()]);
       else
         assert.deepEqual(
@@ -137,7 +137,7 @@ for (const setup of SETUPS) {
       { skip: setup.hosts > 1 && 'Python reads one shard per receive' },
       async () => {
         const ch = name('normal.shared');
-        const nodeGot = Array.from({ length: 4 }, () => node.receive(ch));
+        const nodeGot = Array.from({ length: 4 }, () => node.receive(ch, soon()));
         const pyGot = Array.from({ length: 4 }, () => py.receive(ch, 60));
         for (let i = 0; i < 8; i++) await node.send(ch, { type: 'work', i });
         const all = [...(await Promise.all(nodeGot)), ...(await Promise.all(pyGot))];
@@ -184,7 +184,7 @@ for (const setup of SETUPS) {
         }
         // Sent before Node reads, and again while Node waits.
         await py.send(ch, { type: 'misplaced', when: 'before' });
-        assert.deepEqual(await node.receive(ch), { type: 'misplaced', when: 'before' });
+        assert.deepEqual(await node.receive(ch, soon()), { type: 'misplaced', when: 'before' });
         const msg = await nodeGets(ch, () => py.send(ch, { type: 'misplaced', when: 'waiting' }));
         assert.deepEqual(
           msg,
@@ -200,14 +200,15 @@ for (const setup of SETUPS) {
       assert.match(nodeCh, /^custom-prefix_1\.[0-9a-f]{32}![0-9a-f]{32}$/);
       await py.send(nodeCh, { type: 'custom', to: 'node' });
       await node.send(pyCh, { type: 'custom', to: 'python' });
-      assert.deepEqual(await node.receive(nodeCh), { type: 'custom', to: 'node' });
+      assert.deepEqual(await node.receive(nodeCh, soon()), { type: 'custom', to: 'node' });
       assert.deepEqual(await py.receive(pyCh), { type: 'custom', to: 'python' });
     });
 
     it('process-local FIFO: 20 messages Python → Node in order', async () => {
       const ch = await node.newChannel();
       for (let i = 0; i < 20; i++) await py.send(ch, { type: 'seq', i });
-      for (let i = 0; i < 20; i++) assert.deepEqual(await node.receive(ch), { type: 'seq', i });
+      for (let i = 0; i < 20; i++)
+        assert.deepEqual(await node.receive(ch, soon()), { type: 'seq', i });
     });
 
     it('process-local FIFO: 20 messages Node → Python in order', async () => {
@@ -247,9 +248,13 @@ for (const setup of SETUPS) {
     /** Each channel got the group message exactly once: the next thing on it is a marker. */
     async function nodeGotOnce(m: Members, expected: Record<string, unknown>): Promise<void> {
       for (const ch of [...m.nodeLocal, m.nodeNormal]) {
-        assert.deepEqual(await node.receive(ch), expected, `Node member ${ch}`);
+        assert.deepEqual(await node.receive(ch, soon()), expected, `Node member ${ch}`);
         await node.send(ch, { type: 'marker' });
-        assert.deepEqual(await node.receive(ch), { type: 'marker' }, `no duplicate on ${ch}`);
+        assert.deepEqual(
+          await node.receive(ch, soon()),
+          { type: 'marker' },
+          `no duplicate on ${ch}`,
+        );
       }
     }
 
@@ -285,8 +290,8 @@ for (const setup of SETUPS) {
       await node.groupSend(m.group, { type: 'after.discard' });
       await py.groupSend(m.group, { type: 'after.discard.2' });
       for (const ch of [m.nodeLocal[0]!, m.nodeNormal]) {
-        assert.deepEqual(await node.receive(ch), { type: 'after.discard' });
-        assert.deepEqual(await node.receive(ch), { type: 'after.discard.2' });
+        assert.deepEqual(await node.receive(ch, soon()), { type: 'after.discard' });
+        assert.deepEqual(await node.receive(ch, soon()), { type: 'after.discard.2' });
       }
       for (const ch of [m.pyLocal[0]!, ...m.pyNormal]) {
         assert.deepEqual(await py.receive(ch), { type: 'after.discard' });
@@ -294,7 +299,7 @@ for (const setup of SETUPS) {
       }
       // The discarded ones got nothing: their next message is a direct one.
       await py.send(m.nodeLocal[1]!, { type: 'direct' });
-      assert.deepEqual(await node.receive(m.nodeLocal[1]!), { type: 'direct' });
+      assert.deepEqual(await node.receive(m.nodeLocal[1]!, soon()), { type: 'direct' });
       await node.send(m.pyLocal[1]!, { type: 'direct' });
       assert.deepEqual(await py.receive(m.pyLocal[1]!), { type: 'direct' });
     });
@@ -304,7 +309,7 @@ for (const setup of SETUPS) {
       const ch = await node.newChannel();
       await py.groupAdd(group, ch);
       await node.groupSend(group, { type: 'cross' });
-      assert.deepEqual(await node.receive(ch), { type: 'cross' });
+      assert.deepEqual(await node.receive(ch, soon()), { type: 'cross' });
     });
   });
 }

@@ -14,7 +14,7 @@ import {
   nodeMatrixMessage,
   pythonMatrixMessage,
 } from './interop/matrix.ts';
-import { PythonPeer } from './interop/peer.ts';
+import { PythonPeer, soon } from './interop/peer.ts';
 
 let redis: RedisGroup;
 let peer: PythonPeer;
@@ -58,7 +58,7 @@ for (const setup of CORE_SETUPS) {
     it('Python → Node, process-local channel: every value arrives with the exact JS type', async () => {
       const ch = await node.newChannel();
       await py.sendTagged(ch, pythonMatrixMessage());
-      checkNodeReceived(await node.receive(ch));
+      checkNodeReceived(await node.receive(ch, soon()));
     });
 
     it('Node → Python, process-local channel: every value arrives with the exact Python type', async () => {
@@ -73,8 +73,8 @@ for (const setup of CORE_SETUPS) {
       await node.groupAdd('matrix', a);
       await node.groupAdd('matrix', b);
       await py.groupSendTagged('matrix', pythonMatrixMessage());
-      checkNodeReceived(await node.receive(a));
-      checkNodeReceived(await node.receive(b));
+      checkNodeReceived(await node.receive(a, soon()));
+      checkNodeReceived(await node.receive(b, soon()));
       await node.groupDiscard('matrix', a);
       await node.groupDiscard('matrix', b);
     });
@@ -106,7 +106,7 @@ describe('msgpack matrix, Pub/Sub, 2 hosts', () => {
 
   it('Python → Node: every value arrives with the exact JS type', async () => {
     const ch = await node.newChannel();
-    const got = node.receive(ch);
+    const got = node.receive(ch, soon());
     await py.sendTagged(ch, pythonMatrixMessage());
     checkNodeReceived(await got);
   });
@@ -123,10 +123,10 @@ describe('msgpack matrix, Pub/Sub, 2 hosts', () => {
     await node.groupAdd('matrix', nodeCh);
     await py.groupAdd('matrix', pyCh);
     await py.groupSendTagged('matrix', pythonMatrixMessage());
-    checkNodeReceived(await node.receive(nodeCh));
+    checkNodeReceived(await node.receive(nodeCh, soon()));
     assert.ok((await py.receiveTagged(pyCh)).t === 'map');
     await node.groupSend('matrix', nodeMatrixMessage());
     checkPythonReceived(await py.receiveTagged(pyCh));
-    assert.ok(await node.receive(nodeCh));
+    assert.ok(await node.receive(nodeCh, soon()));
   });
 });

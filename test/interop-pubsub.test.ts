@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { RedisPubSubChannelLayer } from '../lib/index.ts';
 import { redisCommand, startRedis, waitFor, type RedisGroup } from './harness/redis.ts';
-import { PythonPeer, type PyLayer } from './interop/peer.ts';
+import { PythonPeer, type PyLayer, soon } from './interop/peer.ts';
 
 let redis: RedisGroup;
 let peer: PythonPeer;
@@ -92,7 +92,7 @@ for (const count of [1, 2]) {
     it('Python send → Node newChannel() channel (on every shard)', async () => {
       const channels = await perShard(() => node.newChannel());
       for (const [shard, ch] of channels.entries()) {
-        const got = node.receive(ch);
+        const got = node.receive(ch, soon());
         await py.send(ch, { type: 'py.to.node', shard, text: 'héllo ☃' });
         assert.deepEqual(await got, { type: 'py.to.node', shard, text: 'héllo ☃' });
       }
@@ -108,7 +108,7 @@ for (const count of [1, 2]) {
 
     it('Python send → Node receive() on a plain name Node subscribes on first use', async () => {
       const ch = `${prefix}plain.to-node`;
-      const got = node.receive(ch);
+      const got = node.receive(ch, soon());
       await subscribed(await portOf(ch), ch);
       await py.send(ch, { type: 'plain', n: 1 });
       assert.deepEqual(await got, { type: 'plain', n: 1 });
@@ -124,7 +124,8 @@ for (const count of [1, 2]) {
     it('FIFO: 50 messages Python → Node arrive in order', async () => {
       const ch = await node.newChannel();
       for (let i = 0; i < 50; i++) await py.send(ch, { type: 'seq', i });
-      for (let i = 0; i < 50; i++) assert.deepEqual(await node.receive(ch), { type: 'seq', i });
+      for (let i = 0; i < 50; i++)
+        assert.deepEqual(await node.receive(ch, soon()), { type: 'seq', i });
     });
 
     it('FIFO: 50 messages Node → Python arrive in order', async () => {
@@ -139,7 +140,7 @@ for (const count of [1, 2]) {
         const pyCh = await py.newChannel();
         await node.groupAdd(group, nodeCh);
         await py.groupAdd(group, pyCh);
-        const nodeGot = node.receive(nodeCh);
+        const nodeGot = node.receive(nodeCh, soon());
         await py.groupSend(group, { type: 'group.py', group });
         assert.deepEqual(await nodeGot, { type: 'group.py', group }, `Node member of ${group}`);
         assert.deepEqual(await py.receive(pyCh), { type: 'group.py', group }, 'Python member');
@@ -154,7 +155,11 @@ for (const count of [1, 2]) {
         await node.groupAdd(group, nodeCh);
         await node.groupSend(group, { type: 'group.node', group });
         assert.deepEqual(await py.receive(pyCh), { type: 'group.node', group }, 'Python member');
-        assert.deepEqual(await node.receive(nodeCh), { type: 'group.node', group }, 'Node member');
+        assert.deepEqual(
+          await node.receive(nodeCh, soon()),
+          { type: 'group.node', group },
+          'Node member',
+        );
       }
     });
 
@@ -167,7 +172,7 @@ for (const count of [1, 2]) {
       await subscribed(port, redisName, 1);
       // Node's subscription is the one Redis lists under that name, and a Python group_send
       // published to it reaches Node; Python's own subscription is listed under the same name.
-      const got = node.receive(nodeCh);
+      const got = node.receive(nodeCh, soon());
       await py.groupSend(group!, { type: 'raw' });
       assert.deepEqual(await got, { type: 'raw' });
       const pyCh = await py.newChannel();
@@ -183,7 +188,7 @@ for (const count of [1, 2]) {
       await py.groupAdd(group!, pyCh);
       await py.groupDiscard(group!, pyCh);
       await py.groupSend(group!, { type: 'after.discard' });
-      assert.deepEqual(await node.receive(nodeCh), { type: 'after.discard' });
+      assert.deepEqual(await node.receive(nodeCh, soon()), { type: 'after.discard' });
     });
   });
 }

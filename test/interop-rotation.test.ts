@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { RedisChannelLayer } from '../lib/index.ts';
 import { startRedis, type RedisGroup } from './harness/redis.ts';
-import { PeerError, PythonPeer, type PyLayer } from './interop/peer.ts';
+import { PeerError, PythonPeer, type PyLayer, soon } from './interop/peer.ts';
 
 const OLD = 'rotation old secret';
 const NEW = 'rotation new secret ✓';
@@ -63,10 +63,10 @@ for (const count of [1, 3]) {
       const py = await pyWith([OLD]);
       const ch = await node.newChannel();
       await py.send(ch, { type: 'rot', from: 'python-old' });
-      assert.deepEqual(await node.receive(ch), { type: 'rot', from: 'python-old' });
+      assert.deepEqual(await node.receive(ch, soon()), { type: 'rot', from: 'python-old' });
       await py.groupAdd('rot-g1', ch);
       await py.groupSend('rot-g1', { type: 'rot.group' });
-      assert.deepEqual(await node.receive(ch), { type: 'rot.group' });
+      assert.deepEqual(await node.receive(ch, soon()), { type: 'rot.group' });
     });
 
     it('Node [new, old] → Python [old, new]: arrives (Python decrypts with its second key)', async () => {
@@ -98,7 +98,7 @@ for (const count of [1, 3]) {
       const py = await pyWith([NEW, OLD]);
       const ch = await node.newChannel();
       await py.send(ch, { type: 'rot', from: 'python-new' });
-      assert.deepEqual(await node.receive(ch), { type: 'rot', from: 'python-new' });
+      assert.deepEqual(await node.receive(ch, soon()), { type: 'rot', from: 'python-new' });
     });
 
     it('Python [new, old] → Node [old]: skipped and counted, the next readable message arrives', async () => {
@@ -110,7 +110,7 @@ for (const count of [1, 3]) {
       const seen = warnings.length;
       await pyNew.send(ch, { type: 'rot', from: 'unreadable' });
       await pyOld.send(ch, { type: 'rot', from: 'readable' });
-      assert.deepEqual(await node.receive(ch), { type: 'rot', from: 'readable' });
+      assert.deepEqual(await node.receive(ch, soon()), { type: 'rot', from: 'readable' });
       assert.equal(node.stats().unreadable, before + 1);
       const logged = warnings.slice(seen).join('\n');
       assert.match(logged, new RegExp(`${prefix}specific\\.${node.clientPrefix}!`));
@@ -125,7 +125,7 @@ for (const count of [1, 3]) {
       const before = node.stats().unreadable ?? 0;
       await plain.send(ch, { type: 'rot', from: 'plain' });
       await keyed.send(ch, { type: 'rot', from: 'keyed' });
-      assert.deepEqual(await node.receive(ch), { type: 'rot', from: 'keyed' });
+      assert.deepEqual(await node.receive(ch, soon()), { type: 'rot', from: 'keyed' });
       assert.equal(node.stats().unreadable, before + 1);
     });
 

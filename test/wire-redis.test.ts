@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { RedisChannelLayer, RedisPubSubChannelLayer } from '../lib/index.ts';
 import { startRedis, type RedisGroup } from './harness/redis.ts';
-import { PythonPeer, type PyLayer } from './interop/peer.ts';
+import { PythonPeer, type PyLayer, soon } from './interop/peer.ts';
 import { tag } from './interop/tagged.ts';
 
 let redis: RedisGroup;
@@ -152,7 +152,7 @@ describe('core layer: the same operation leaves the same data', () => {
     await raw.zadd(`${key}$inflight`, nowSeconds(), member);
     const reader = new RedisChannelLayer({ hosts: redis.urls, prefix });
     try {
-      assert.deepEqual(await reader.receive('crashed'), { type: 'left.in.flight' });
+      assert.deepEqual(await reader.receive('crashed', soon()), { type: 'left.in.flight' });
       assert.equal(await raw.exists(`${key}$inflight`), 0);
     } finally {
       await reader.close();

@@ -36,6 +36,11 @@ export interface PyPubSubConfig {
   prefix?: string;
 }
 
+/** Receive options for a chanlayer receive in a test: give up after `ms` (a clear failure, not a hang). */
+export function soon(ms = 20_000): { signal: AbortSignal } {
+  return { signal: AbortSignal.timeout(ms) };
+}
+
 export class PeerError extends Error {
   override name = 'PeerError';
   constructor(
