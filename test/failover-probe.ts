@@ -324,7 +324,7 @@ export interface FailoverMeasurement {
   newPort: number;
   /** Just before the SIGKILL. */
   killedAt: number;
-  /** The old master's process is gone: nothing sent after this can reach it. */
+  /** The old master's process is gone (the trigger resolved): nothing sent after can reach it. */
   deadAt: number;
   /** First time any sentinel reported the new master (polled every 25 ms). */
   promotedAt: number;
@@ -345,6 +345,11 @@ export interface FailoverPlan {
   settle?: number;
   /** Bound for promotion, resumption and accounting each; default 30 s. */
   timeoutMs?: number;
+  /**
+   * What takes the master away; default `topology.killMaster()` (SIGKILL). Returns when it
+   * started and the old master's port; `deadAt` is taken when it resolves.
+   */
+  trigger?: () => Promise<{ killedAt: number; port: number }>;
 }
 
 /**
@@ -354,9 +359,10 @@ export interface FailoverPlan {
  */
 export async function measureFailover(plan: FailoverPlan): Promise<FailoverMeasurement> {
   const { topology, probes, warmup = 100, settle = 100, timeoutMs = 30_000 } = plan;
+  const trigger = plan.trigger ?? (() => topology.killMaster());
   for (const probe of probes) if (!probe.started) probe.start();
   await Promise.all(probes.map((p) => p.receivedAtLeast(p.receives.length + warmup, timeoutMs)));
-  const { killedAt, port: oldPort } = await topology.killMaster();
+  const { killedAt, port: oldPort } = await trigger();
   const deadAt = Date.now();
   const promotion = topology.waitForNewMaster(oldPort, timeoutMs);
   // Resumption is measured even if promotion fails (then it fails too, with its own message).
@@ -381,14 +387,16 @@ export async function measureFailover(plan: FailoverPlan): Promise<FailoverMeasu
 }
 
 /**
- * Brings the killed master back as a replica of the current master and waits until every
- * sentinel sees it as a healthy replica, so the next failover has a candidate.
+ * Brings the old master back (restarting it if it was killed) as a replica of the current
+ * master, and waits until every sentinel sees it as a healthy replica, so the next failover
+ * has a candidate.
  */
 export async function rejoin(topology: SentinelTopology, oldPort: number): Promise<void> {
   const server = [topology.master, topology.replica].find((s) => s.port === oldPort);
   if (!server) throw new Error(`no server of the topology listens on :${oldPort}`);
   const masterPort = await topology.currentMasterPort();
-  await server.restart();
+  if (masterPort === oldPort) throw new Error(`:${oldPort} is the current master`);
+  if (server.pid === undefined) await server.restart();
   await redisCommand(oldPort, ['REPLICAOF', LOOPBACK, String(masterPort)]);
   await waitFor(
     async () =>
