@@ -666,6 +666,49 @@ describe('RedisPubSubChannelLayer on two hosts', () => {
   });
 });
 
+describe('RedisPubSubChannelLayer connections', () => {
+  let redis: RedisGroup;
+  before(async () => {
+    redis = await startRedis({ count: 2 });
+  });
+  after(() => redis.stop());
+
+  async function clients(server: RedisServer): Promise<Array<Record<string, string>>> {
+    const text = String(await redisCommand(server.port, ['CLIENT', 'LIST']));
+    return text
+      .trim()
+      .split('\n')
+      .map((line) =>
+        Object.fromEntries(
+          line
+            .trim()
+            .split(' ')
+            .map((kv) => kv.split('=')),
+        ),
+      );
+  }
+
+  test('one subscriber connection per shard; publishes go over the command connection', async () => {
+    const layer = makeLayer(redis.urls);
+    const channels = await Promise.all(Array.from({ length: 40 }, () => layer.newChannel()));
+    for (const g of ['c1', 'c2', 'c3', 'c4']) await layer.groupAdd(g, channels[0]!);
+    await Promise.all(channels.map((ch) => layer.send(ch, { type: 'x' })));
+    await Promise.all(channels.map((ch) => layer.receive(ch)));
+    for (const [i, server] of redis.servers.entries()) {
+      const mine = (await clients(server)).filter((c) => c.name?.startsWith('chanlayer:'));
+      const subscribers = mine.filter((c) => c.name === 'chanlayer:subscriber');
+      const commands = mine.filter((c) => c.name === 'chanlayer:command');
+      assert.equal(subscribers.length, 1, `one subscriber connection on shard ${i}`);
+      assert.equal(commands.length, 1, `one command connection on shard ${i}`);
+      const expected =
+        channels.filter((ch) => layer.shardOf(ch) === i).length +
+        ['c1', 'c2', 'c3', 'c4'].filter((g) => layer.shardOf(layer.groupChannel(g)) === i).length;
+      assert.equal(Number(subscribers[0]!.sub), expected);
+      assert.equal(commands[0]!.cmd, 'publish');
+    }
+  });
+});
+
 describe('RedisPubSubChannelLayer across a Redis restart', () => {
   let redis: RedisGroup;
   before(async () => {
