@@ -9,10 +9,12 @@
  * state against a deadline. Waits that *are* the subject (expiry) are named as such.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
 import { once, setMaxListeners } from 'node:events';
+import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { after, afterEach, before, describe, it } from 'node:test';
@@ -30,7 +32,7 @@ import {
   type Message,
 } from '../lib/index.ts';
 import { crc32Placement } from '../lib/redis/placement.ts';
-import { startRedis, type RedisGroup } from './harness/redis.ts';
+import { freePort, startRedis, type RedisGroup } from './harness/redis.ts';
 
 setMaxListeners(0);
 
@@ -66,7 +68,11 @@ function framed(message: Record<string, unknown>): Buffer {
   return Buffer.concat([randomBytes(12), Buffer.from(msgpackEncode(message))]);
 }
 
-async function waitFor(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+async function waitFor(
+  cond: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 10_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await cond())) {
     if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
@@ -85,7 +91,11 @@ async function rejection(promise: Promise<unknown>): Promise<Error> {
 }
 
 /** Receive that gives up after `ms` (for asserting that nothing arrives). */
-async function receiveOrNothing(layer: RedisChannelLayer, channel: string, ms = 300): Promise<Message | undefined> {
+async function receiveOrNothing(
+  layer: RedisChannelLayer,
+  channel: string,
+  ms = 300,
+): Promise<Message | undefined> {
   try {
     return await layer.receive(channel, { signal: AbortSignal.timeout(ms) });
   } catch (err) {
@@ -95,7 +105,11 @@ async function receiveOrNothing(layer: RedisChannelLayer, channel: string, ms = 
 }
 
 /** A newChannel of `layer` whose queue is on shard `shard` (varying the prefix). */
-async function channelOnShard(layer: RedisChannelLayer, shard: number, tag = 'on'): Promise<string> {
+async function channelOnShard(
+  layer: RedisChannelLayer,
+  shard: number,
+  tag = 'on',
+): Promise<string> {
   for (let i = 0; ; i++) {
     const channel = await layer.newChannel(`${tag}${shard}x${i}`);
     if (layer.shardOf(channel) === shard) return channel;
@@ -130,7 +144,10 @@ after(async () => {
 const topologies: Array<{ name: string; hosts: () => string[] }> = [
   { name: '1 host', hosts: () => one.urls },
   { name: '3 hosts', hosts: () => three.urls },
-  { name: '10 DBs of one server', hosts: () => Array.from({ length: 10 }, (_, i) => `${one.urls[0]}/${i}`) },
+  {
+    name: '10 DBs of one server',
+    hosts: () => Array.from({ length: 10 }, (_, i) => `${one.urls[0]}/${i}`),
+  },
 ];
 
 let prefixCounter = 0;
@@ -152,14 +169,21 @@ for (const topology of topologies) {
       const receiver = makeLayer({ hosts: topology.hosts(), prefix });
       const specific = await receiver.newChannel();
       assert.match(specific, new RegExp(`^specific\\.${receiver.clientPrefix}![0-9a-f]{32}$`));
-      assert.match(await receiver.newChannel('other'), new RegExp(`^other\\.${receiver.clientPrefix}![0-9a-f]{32}$`));
+      assert.match(
+        await receiver.newChannel('other'),
+        new RegExp(`^other\\.${receiver.clientPrefix}![0-9a-f]{32}$`),
+      );
       for (const channel of ['plain-channel', specific]) {
         for (let seq = 0; seq < 200; seq++) await sender.send(channel, { type: 'm', seq });
-        for (let seq = 0; seq < 200; seq++) assert.deepEqual(await receiver.receive(channel), { type: 'm', seq });
+        for (let seq = 0; seq < 200; seq++)
+          assert.deepEqual(await receiver.receive(channel), { type: 'm', seq });
       }
       // Concurrent sends from one sender keep their order too (pipelined on one connection).
-      await Promise.all(Array.from({ length: 300 }, (_, seq) => sender.send(specific, { type: 'm', seq })));
-      for (let seq = 0; seq < 300; seq++) assert.equal(((await receiver.receive(specific)) as Seq).seq, seq);
+      await Promise.all(
+        Array.from({ length: 300 }, (_, seq) => sender.send(specific, { type: 'm', seq })),
+      );
+      for (let seq = 0; seq < 300; seq++)
+        assert.equal(((await receiver.receive(specific)) as Seq).seq, seq);
       assert.equal(sender.stats().sent, 700);
       assert.equal(receiver.stats().received, 700);
     });
@@ -173,14 +197,22 @@ for (const topology of topologies) {
       assert.deepEqual(got, [0, 1, 2, 3, 4]);
       const normal = Array.from({ length: 5 }, () => layer.receive('shared-work'));
       for (let seq = 0; seq < 5; seq++) await layer.send('shared-work', { type: 'm', seq });
-      assert.deepEqual((await Promise.all(normal)).map((m) => (m as Seq).seq).sort(), [0, 1, 2, 3, 4]);
+      assert.deepEqual(
+        (await Promise.all(normal)).map((m) => (m as Seq).seq).sort(),
+        [0, 1, 2, 3, 4],
+      );
     });
 
     it('groups: add, send to all, discard, re-add', async () => {
       const prefix = freshPrefix();
       const a = makeLayer({ hosts: topology.hosts(), prefix });
       const b = makeLayer({ hosts: topology.hosts(), prefix });
-      const chans = [await a.newChannel(), await a.newChannel(), await b.newChannel('x'), 'group-normal'];
+      const chans = [
+        await a.newChannel(),
+        await a.newChannel(),
+        await b.newChannel('x'),
+        'group-normal',
+      ];
       for (const c of chans) await a.groupAdd('room', c);
       await a.groupAdd('room', chans[0]!); // idempotent
       await a.groupSend('room', { type: 'hello', seq: 1 });
@@ -189,7 +221,8 @@ for (const topology of topologies) {
       await a.groupDiscard('room', chans[1]!);
       await a.groupDiscard('room', 'never-a-member');
       await a.groupSend('room', { type: 'hello', seq: 2 });
-      for (const c of [chans[0]!, chans[2]!, chans[3]!]) assert.equal(((await owner(c).receive(c)) as Seq).seq, 2);
+      for (const c of [chans[0]!, chans[2]!, chans[3]!])
+        assert.equal(((await owner(c).receive(c)) as Seq).seq, 2);
       assert.equal(await receiveOrNothing(a, chans[1]!, 200), undefined);
       await a.groupSend('nobody-here', { type: 'void', seq: 0 });
       assert.equal(a.stats().groupSends, 3);
@@ -203,11 +236,15 @@ for (const topology of topologies) {
       assert.ok(full instanceof ChannelFull);
       assert.match(full.message, /small/);
       for (let seq = 0; seq < 5; seq++) await layer.send('big-one', { type: 'm', seq });
-      assert.ok((await rejection(layer.send('big-one', { type: 'm', seq: 5 }))) instanceof ChannelFull);
+      assert.ok(
+        (await rejection(layer.send('big-one', { type: 'm', seq: 5 }))) instanceof ChannelFull,
+      );
       const specific = await layer.newChannel();
       await layer.send(specific, { type: 'm', seq: 0 });
       await layer.send(specific, { type: 'm', seq: 1 });
-      assert.ok((await rejection(layer.send(specific, { type: 'm', seq: 2 }))) instanceof ChannelFull);
+      assert.ok(
+        (await rejection(layer.send(specific, { type: 'm', seq: 2 }))) instanceof ChannelFull,
+      );
       await layer.groupAdd('g', 'small');
       await layer.groupAdd('g', 'roomy');
       await layer.groupSend('g', { type: 'g', seq: 9 });
@@ -249,7 +286,11 @@ for (const topology of topologies) {
         const pending = layer.receive('anywhere');
         const start = performance.now();
         // Where a channels_redis sender's round-robin may have put it.
-        await client.zadd(`${prefix}anywhere`, Date.now() / 1000, framed({ type: 'rr', seq: shard }));
+        await client.zadd(
+          `${prefix}anywhere`,
+          Date.now() / 1000,
+          framed({ type: 'rr', seq: shard }),
+        );
         assert.deepEqual(await pending, { type: 'rr', seq: shard });
         const ms = performance.now() - start;
         assert.ok(ms < 500, `shard ${shard}: ${ms.toFixed(1)} ms`);
@@ -263,7 +304,11 @@ for (const topology of topologies) {
       const place = crc32Placement(hosts.length);
       // A channel whose full-name shard differs from its non-local shard, when there are several.
       let channel = await layer.newChannel();
-      for (let i = 0; hosts.length > 1 && place.index(channel) === layer.shardOf(channel) && i < 1000; i++) {
+      for (
+        let i = 0;
+        hosts.length > 1 && place.index(channel) === layer.shardOf(channel) && i < 1000;
+        i++
+      ) {
         channel = await layer.newChannel();
       }
       const nonLocal = channel.slice(0, channel.indexOf('!') + 1);
@@ -281,7 +326,11 @@ for (const topology of topologies) {
       // channel of a layer that is not reading yet, so the queue is still there to look at.)
       const idle = makeLayer({ hosts, prefix });
       let target = await idle.newChannel();
-      for (let i = 0; hosts.length > 1 && place.index(target) === idle.shardOf(target) && i < 1000; i++) {
+      for (
+        let i = 0;
+        hosts.length > 1 && place.index(target) === idle.shardOf(target) && i < 1000;
+        i++
+      ) {
         target = await idle.newChannel();
       }
       const targetNonLocal = target.slice(0, target.indexOf('!') + 1);
@@ -337,8 +386,14 @@ describe('RedisChannelLayer: errors', () => {
         () => layer.send('ok', { type: 'x', items: [1, 2, 3, { when: () => 1 }] }),
         (e) => e instanceof TypeError && e.message.includes('message.items[3].when'),
       ],
-      [() => layer.send('ok', { type: 'x', blob: 'y'.repeat(2000) }), (e) => e instanceof MessageTooLarge],
-      [() => layer.groupSend('ok', { type: 'x', blob: 'y'.repeat(2000) }), (e) => e instanceof MessageTooLarge],
+      [
+        () => layer.send('ok', { type: 'x', blob: 'y'.repeat(2000) }),
+        (e) => e instanceof MessageTooLarge,
+      ],
+      [
+        () => layer.groupSend('ok', { type: 'x', blob: 'y'.repeat(2000) }),
+        (e) => e instanceof MessageTooLarge,
+      ],
       [
         () => layer.receive(`specific.${'0'.repeat(32)}!abc`),
         (e) => !(e instanceof TypeError) && e.message.includes('Wrong client prefix'),
@@ -386,10 +441,18 @@ describe('RedisChannelLayer: errors', () => {
   });
 
   it('fromConfig and the BACKEND paths build a RedisChannelLayer from a Django-style config', async () => {
-    for (const BACKEND of ['chanlayer.RedisChannelLayer', 'channels_redis.core.RedisChannelLayer']) {
+    for (const BACKEND of [
+      'chanlayer.RedisChannelLayer',
+      'channels_redis.core.RedisChannelLayer',
+    ]) {
       const layer = fromConfig({
         BACKEND,
-        CONFIG: { hosts: three.urls, prefix: freshPrefix(), group_expiry: 10, channel_capacity: { 'x*': 1 } },
+        CONFIG: {
+          hosts: three.urls,
+          prefix: freshPrefix(),
+          group_expiry: 10,
+          channel_capacity: { 'x*': 1 },
+        },
       }) as RedisChannelLayer;
       layers.push(layer);
       assert.ok(layer instanceof RedisChannelLayer);
@@ -415,15 +478,18 @@ describe('RedisChannelLayer: WIRE.md layout, read back from Redis', () => {
       const key = prefix + name;
       const shard = place.index(name);
       for (let i = 0; i < 3; i++) {
-        if (i !== shard) assert.equal(await clients[i]!.exists(key), 0, `${key} also on shard ${i}`);
+        if (i !== shard)
+          assert.equal(await clients[i]!.exists(key), 0, `${key} also on shard ${i}`);
       }
       const flat = await clients[shard]!.zrangeBuffer(key, 0, -1, 'WITHSCORES');
       const out: Array<[Buffer, number]> = [];
-      for (let i = 0; i < flat.length; i += 2) out.push([flat[i]!, Number(flat[i + 1]!.toString())]);
+      for (let i = 0; i < flat.length; i += 2)
+        out.push([flat[i]!, Number(flat[i + 1]!.toString())]);
       return out;
     };
     const body = (member: Buffer) => member.subarray(12);
-    const nearNow = (score: number) => assert.ok(Math.abs(score - Date.now() / 1000) < 5, `score ${score}`);
+    const nearNow = (score: number) =>
+      assert.ok(Math.abs(score - Date.now() / 1000) < 5, `score ${score}`);
 
     // Normal channel: no __asgi_channel__.
     const message = { type: 'chat.message', text: 'héllo', n: 5, list: [1, 'two'], flag: true };
@@ -442,7 +508,10 @@ describe('RedisChannelLayer: WIRE.md layout, read back from Redis', () => {
     await layer.send(ch1, { type: 'direct' });
     [[member, score]] = (await readQueue(nonLocal)) as [[Buffer, number]];
     nearNow(score);
-    assert.deepEqual(body(member), Buffer.from(msgpackEncode({ type: 'direct', __asgi_channel__: ch1 })));
+    assert.deepEqual(
+      body(member),
+      Buffer.from(msgpackEncode({ type: 'direct', __asgi_channel__: ch1 })),
+    );
     const first = member.subarray(0, 12);
 
     // Group key: members are full channel names, scores the time of group_add, group TTL.
@@ -499,7 +568,9 @@ describe('RedisChannelLayer: WIRE.md layout, read back from Redis', () => {
   it('scores strictly increase per sender, so FIFO holds within one millisecond', async () => {
     const prefix = freshPrefix();
     const layer = makeLayer({ hosts: one.urls, prefix, capacity: 1000 });
-    await Promise.all(Array.from({ length: 500 }, (_, seq) => layer.send('burst', { type: 'm', seq })));
+    await Promise.all(
+      Array.from({ length: 500 }, (_, seq) => layer.send('burst', { type: 'm', seq })),
+    );
     const flat = await raw(one.urls[0]!).zrange(`${prefix}burst`, 0, -1, 'WITHSCORES');
     const scores = flat.filter((_, i) => i % 2 === 1).map(Number);
     for (let i = 1; i < scores.length; i++) assert.ok(scores[i]! > scores[i - 1]!, `score ${i}`);
@@ -526,7 +597,11 @@ describe('RedisChannelLayer: semantics', () => {
     const shardClient = raw(three.urls[layer.shardOf(specific)]!);
     // (Added after our send, which would have trimmed it.)
     await layer.send(specific, { type: 'fresh', seq: 2 });
-    await shardClient.zadd(key, Date.now() / 1000 - 1, framed({ type: 'stale', __asgi_channel__: specific }));
+    await shardClient.zadd(
+      key,
+      Date.now() / 1000 - 1,
+      framed({ type: 'stale', __asgi_channel__: specific }),
+    );
     assert.deepEqual(await layer.receive(specific), { type: 'fresh', seq: 2 });
     assert.equal(layer.stats().expired, 1);
   });
@@ -551,7 +626,10 @@ describe('RedisChannelLayer: semantics', () => {
     const other = layer2.receive(await layer2.newChannel());
     for (let round = 0; round < 2; round++) {
       for (let i = 0; i < 5; i++) await layer2.send(ch, { type: 'm', seq: round * 5 + i });
-      await waitFor(async () => (await client2.zcard(key2)) === 0, 'the reader to buffer the batch');
+      await waitFor(
+        async () => (await client2.zcard(key2)) === 0,
+        'the reader to buffer the batch',
+      );
     }
     assert.equal(layer2.stats().localDropped, 5);
     for (let seq = 5; seq < 10; seq++) assert.equal(((await layer2.receive(ch)) as Seq).seq, seq);
@@ -584,13 +662,20 @@ describe('RedisChannelLayer: semantics', () => {
       makeLayer({ hosts: three.urls, prefix, channelCapacity: { contended: 10 } }),
     );
     const results = await Promise.allSettled(
-      senders.flatMap((s, i) => Array.from({ length: 5 }, (_, j) => s.send('contended', { type: 'm', seq: i * 5 + j }))),
+      senders.flatMap((s, i) =>
+        Array.from({ length: 5 }, (_, j) => s.send('contended', { type: 'm', seq: i * 5 + j })),
+      ),
     );
     const ok = results.filter((r) => r.status === 'fulfilled').length;
-    const full = results.filter((r) => r.status === 'rejected' && r.reason instanceof ChannelFull).length;
+    const full = results.filter(
+      (r) => r.status === 'rejected' && r.reason instanceof ChannelFull,
+    ).length;
     assert.equal(ok, 10);
     assert.equal(full, 240);
-    assert.equal(senders.reduce((sum, s) => sum + s.stats().capacityRejected!, 0), 240);
+    assert.equal(
+      senders.reduce((sum, s) => sum + s.stats().capacityRejected!, 0),
+      240,
+    );
     const shard = senders[0]!.shardOf('contended');
     assert.equal(await raw(three.urls[shard]!).zcard(`${prefix}contended`), 10);
   });
@@ -608,8 +693,16 @@ describe('RedisChannelLayer: semantics', () => {
     const nonLocal = ch.slice(0, ch.indexOf('!') + 1);
     const client = raw(three.urls[layer.shardOf(ch)]!);
     // Corrupt bytes, then a message encrypted with another key, then a good one.
-    await client.zadd(prefix + nonLocal, Date.now() / 1000, Buffer.concat([randomBytes(12), Buffer.from([0xc1, 0xff])]));
-    const stranger = makeLayer({ hosts: three.urls, prefix, symmetricEncryptionKeys: ['a-wrong-key'] });
+    await client.zadd(
+      prefix + nonLocal,
+      Date.now() / 1000,
+      Buffer.concat([randomBytes(12), Buffer.from([0xc1, 0xff])]),
+    );
+    const stranger = makeLayer({
+      hosts: three.urls,
+      prefix,
+      symmetricEncryptionKeys: ['a-wrong-key'],
+    });
     await stranger.send(ch, { type: 'foreign' });
     await layer.send(ch, { type: 'good' });
     assert.deepEqual(await layer.receive(ch), { type: 'good' });
@@ -621,10 +714,17 @@ describe('RedisChannelLayer: semantics', () => {
     }
     // Plain (unencrypted) layer: a garbage member on a normal channel.
     const plain = makeLayer({ hosts: three.urls, prefix, logger: { warn: () => {} } });
-    await raw(three.urls[plain.shardOf('garbled')]!).zadd(`${prefix}garbled`, Date.now() / 1000, Buffer.from('short'));
+    await raw(three.urls[plain.shardOf('garbled')]!).zadd(
+      `${prefix}garbled`,
+      Date.now() / 1000,
+      Buffer.from('short'),
+    );
     await plain.send('garbled', { type: 'fine' });
     assert.deepEqual(await plain.receive('garbled'), { type: 'fine' });
-    assert.deepEqual(await plain.receive('garbled', { signal: AbortSignal.timeout(100) }).catch((e) => e.name), 'TimeoutError');
+    assert.deepEqual(
+      await plain.receive('garbled', { signal: AbortSignal.timeout(100) }).catch((e) => e.name),
+      'TimeoutError',
+    );
     assert.equal(plain.stats().unreadable, 1);
   });
 
@@ -643,12 +743,71 @@ describe('RedisChannelLayer: semantics', () => {
     await waitFor(async () => (await client.zcard(key)) === 0, 'the reader to take the message');
     await layer.deleteChannel(ch);
     for (const g of ['g1', 'g2', 'g3']) {
-      const members = await raw(three.urls[layer.shardOf(g, { group: true })]!).zrange(`${prefix}:group:${g}`, 0, -1);
+      const members = await raw(three.urls[layer.shardOf(g, { group: true })]!).zrange(
+        `${prefix}:group:${g}`,
+        0,
+        -1,
+      );
       assert.ok(!members.includes(ch), g);
     }
     assert.equal(await receiveOrNothing(layer, ch, 200), undefined);
     await layer.groupSend('g1', { type: 'still-here' });
     assert.deepEqual(await waiting, { type: 'still-here' });
+  });
+
+  it('a stalled consumer keeps its queue in Redis: senders get ChannelFull at capacity, nothing is dropped locally', async () => {
+    const prefix = freshPrefix();
+    const receiver = makeLayer({ hosts: three.urls, prefix });
+    const sender = makeLayer({ hosts: three.urls, prefix, capacity: 20 });
+    const slow = await receiver.newChannel();
+    // The reader is running (a receive waits on a normal channel), but nobody waits on `slow`.
+    const elsewhere = receiver.receive('elsewhere');
+    for (let seq = 0; seq < 20; seq++) await sender.send(slow, { type: 'm', seq });
+    assert.ok((await rejection(sender.send(slow, { type: 'm', seq: 20 }))) instanceof ChannelFull);
+    for (let seq = 0; seq < 20; seq++)
+      assert.equal(((await receiver.receive(slow)) as Seq).seq, seq);
+    assert.equal(receiver.stats().localDropped, 0);
+    await sender.send('elsewhere', { type: 'done', seq: 0 });
+    await elsewhere;
+  });
+
+  it("restores a channels_redis receiver's leftover $inflight backup into a normal channel's queue", async () => {
+    const prefix = freshPrefix();
+    const layer = makeLayer({ hosts: one.urls, prefix });
+    const client = raw(one.urls[0]!);
+    const now = Date.now() / 1000;
+    // A Python receiver popped `first` into its backup and died; `second` is still queued.
+    await client.zadd(`${prefix}legacy$inflight`, now - 2, framed({ type: 'first' }));
+    await client.zadd(`${prefix}legacy`, now - 1, framed({ type: 'second' }));
+    assert.deepEqual(await layer.receive('legacy'), { type: 'first' });
+    assert.deepEqual(await layer.receive('legacy'), { type: 'second' });
+    assert.equal(await client.exists(`${prefix}legacy$inflight`), 0);
+  });
+
+  it('a receive on a new key interrupts a block in progress (CLIENT UNBLOCK), no block timeout is waited out', async () => {
+    const prefix = freshPrefix();
+    const layer = makeLayer({ hosts: one.urls, prefix });
+    const client = raw(one.urls[0]!);
+    const unblocks = async () =>
+      Number(
+        /cmdstat_client\|unblock:calls=(\d+)/.exec(await client.info('commandstats'))?.[1] ?? 0,
+      );
+    const before = await unblocks();
+    const first = layer.receive('first-key');
+    // Wait until the reader is blocked on first-key (observable in CLIENT LIST).
+    await waitFor(
+      async () =>
+        /name=chanlayer:blocking .*cmd=bzpopmin/.test(String(await client.call('CLIENT', 'LIST'))),
+      'the reader to block',
+    );
+    const second = layer.receive('second-key');
+    const start = performance.now();
+    await client.zadd(`${prefix}second-key`, Date.now() / 1000, framed({ type: 'second' }));
+    assert.deepEqual(await second, { type: 'second' });
+    assert.ok(performance.now() - start < 1000);
+    assert.ok((await unblocks()) > before, 'CLIENT UNBLOCK was used');
+    await layer.send('first-key', { type: 'first' });
+    assert.deepEqual(await first, { type: 'first' });
   });
 
   it('stats() reports every counter', async () => {
@@ -704,7 +863,11 @@ describe('RedisChannelLayer: aborted receives lose and duplicate nothing', () =>
             const client = raw(three.urls[place.index(channel)]!);
             const key = prefix + channel.slice(0, channel.indexOf('!') + 1);
             for (let seq = 0; seq < PER_SENDER; seq++) {
-              await client.zadd(key, Date.now() / 1000 + seq * 1e-6, framed({ type: 't', sender: 'py', seq, __asgi_channel__: channel }));
+              await client.zadd(
+                key,
+                Date.now() / 1000 + seq * 1e-6,
+                framed({ type: 't', sender: 'py', seq, __asgi_channel__: channel }),
+              );
             }
           })(),
         ]),
@@ -755,20 +918,27 @@ describe('RedisChannelLayer: aborted receives lose and duplicate nothing', () =>
         bySender.set(m.sender!, list);
       }
       for (const [sender, seqs] of bySender) {
-        assert.deepEqual(seqs, Array.from({ length: PER_SENDER }, (_, k) => k), `${channel} from ${sender}`);
+        assert.deepEqual(
+          seqs,
+          Array.from({ length: PER_SENDER }, (_, k) => k),
+          `${channel} from ${sender}`,
+        );
       }
       assert.equal(bySender.size, channel.includes('!') ? 4 : 3);
     });
     // Nothing left over anywhere.
     for (const c of channels) assert.equal(await receiveOrNothing(receiver, c, 100), undefined);
-    assert.equal(receiver.stats().received, channels.reduce((n, c) => n + expectedFor(c), 0));
+    assert.equal(
+      receiver.stats().received,
+      channels.reduce((n, c) => n + expectedFor(c), 0),
+    );
   });
 });
 
 // ---------------------------------------------------------------------------------------------
 
 describe('RedisChannelLayer: sharding', () => {
-  it("ring: adding a 4th host moves about 1/4 of the names, all to the new host; crc32 moves far more", async () => {
+  it('ring: adding a 4th host moves about 1/4 of the names, all to the new host; crc32 moves far more', async () => {
     const four = await startRedis({ count: 1 });
     try {
       const hosts3 = three.urls;
@@ -782,7 +952,8 @@ describe('RedisChannelLayer: sharding', () => {
       const fraction = moved.length / names.length;
       assert.ok(fraction > 0.18 && fraction < 0.32, `ring moved ${fraction}`);
       for (const n of moved) assert.equal(ring4.shardOf(n), 3);
-      const crcMoved = names.filter((n) => crc3.shardOf(n) !== crc4.shardOf(n)).length / names.length;
+      const crcMoved =
+        names.filter((n) => crc3.shardOf(n) !== crc4.shardOf(n)).length / names.length;
       assert.ok(crcMoved > 0.4, `crc32 moved ${crcMoved}`);
       // Each host holds a fair share, and the data really lands where shardOf says.
       const counts = [0, 0, 0, 0];
@@ -825,7 +996,9 @@ describe('RedisChannelLayer: sharding', () => {
     }
     await pipeline.exec();
     const before = await Promise.all(clients.map((c) => c.info('commandstats')));
-    const calls = (info: string) => Number(/cmdstat_evalsha:calls=(\d+)/.exec(info)?.[1] ?? 0) + Number(/cmdstat_eval:calls=(\d+)/.exec(info)?.[1] ?? 0);
+    const calls = (info: string) =>
+      Number(/cmdstat_evalsha:calls=(\d+)/.exec(info)?.[1] ?? 0) +
+      Number(/cmdstat_eval:calls=(\d+)/.exec(info)?.[1] ?? 0);
     const started = performance.now();
     await layer.groupSend('huge', { type: 'to-all' });
     const ms = performance.now() - started;
@@ -841,9 +1014,12 @@ describe('RedisChannelLayer: sharding', () => {
     }
     // The slowest single command stayed short (no multi-second Redis stall).
     for (const c of clients) {
-      const slow = (await c.call('SLOWLOG', 'GET', '5')) as Array<[number, number, number, string[]]>;
+      const slow = (await c.call('SLOWLOG', 'GET', '5')) as Array<
+        [number, number, number, string[]]
+      >;
       for (const entry of slow) {
-        if (String(entry[3]?.[0]).toLowerCase().startsWith('eval')) assert.ok(entry[2] < 500_000, `slow: ${entry[2]} µs`);
+        if (String(entry[3]?.[0]).toLowerCase().startsWith('eval'))
+          assert.ok(entry[2] < 500_000, `slow: ${entry[2]} µs`);
       }
     }
     assert.ok(ms < 60_000);
@@ -957,6 +1133,73 @@ describe('RedisChannelLayer: connections', () => {
     }
   });
 
+  it('rediss:// (TLS) with a CA given as an ioredis option', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'chanlayer-tls-'));
+    try {
+      const cert = path.join(dir, 'cert.pem');
+      const key = path.join(dir, 'key.pem');
+      const made = spawnSync('openssl', [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+      ]);
+      assert.equal(made.status, 0, String(made.stderr));
+      const tlsPort = await freePort();
+      const server = await startRedis({
+        args: [
+          '--tls-port',
+          String(tlsPort),
+          '--tls-cert-file',
+          cert,
+          '--tls-key-file',
+          key,
+          '--tls-ca-cert-file',
+          cert,
+          '--tls-auth-clients',
+          'no',
+        ],
+      });
+      try {
+        const layer = makeLayer({
+          hosts: [{ address: `rediss://127.0.0.1:${tlsPort}`, tls: { ca: fs.readFileSync(cert) } }],
+          prefix: freshPrefix(),
+        });
+        const ch = await layer.newChannel();
+        await layer.send(ch, { type: 'over-tls' });
+        assert.deepEqual(await layer.receive(ch), { type: 'over-tls' });
+        await layer.groupAdd('tls-group', ch);
+        await layer.groupSend('tls-group', { type: 'group-over-tls' });
+        assert.deepEqual(await layer.receive(ch), { type: 'group-over-tls' });
+        // Both the command and the blocking connection came in over TLS.
+        const list = String(await raw(server.urls[0]!).call('CLIENT', 'LIST'));
+        assert.match(list, /name=chanlayer:command/);
+        assert.match(list, /name=chanlayer:blocking/);
+        const plainPort = new URL(server.urls[0]!).port;
+        for (const line of list.split('\n').filter((l) => l.includes('name=chanlayer'))) {
+          assert.ok(line.includes(`laddr=127.0.0.1:${tlsPort}`), line);
+          assert.ok(!line.includes(`laddr=127.0.0.1:${plainPort}`), line);
+        }
+      } finally {
+        await Promise.all(layers.splice(0).map((l) => l.close()));
+        await server.stop();
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('ACL username and password from the URL', async () => {
     const admin = raw(one.urls[0]!);
     await admin.call('ACL', 'SETUSER', 'chanuser', 'on', '>pa55word', '~*', '&*', '+@all');
@@ -967,7 +1210,10 @@ describe('RedisChannelLayer: connections', () => {
       await layer.send(ch, { type: 'acl' });
       assert.deepEqual(await layer.receive(ch), { type: 'acl' });
       const list = (await admin.call('CLIENT', 'LIST')) as string;
-      assert.match(list, /user=chanuser .*name=chanlayer:blocking|name=chanlayer:blocking.*user=chanuser/);
+      assert.match(
+        list,
+        /user=chanuser .*name=chanlayer:blocking|name=chanlayer:blocking.*user=chanuser/,
+      );
     } finally {
       await admin.call('ACL', 'DELUSER', 'chanuser');
     }

@@ -35,6 +35,14 @@ const GROUP_SEND_CHUNK = 1000;
 const FLUSH_BATCH = 1000;
 /** Most messages the reader pops per key per drain call. */
 const DRAIN_BATCH = 256;
+/**
+ * Extra messages popped from this process's `…!` queue while a receiver waits on it: a receiver
+ * that keeps up then gets a batch per round trip instead of one message. Nothing is popped while
+ * nobody waits, so a stalled consumer still fills the queue in Redis and its senders still get
+ * ChannelFull; at most this many more sit in local buffers. Normal channels get none: they are
+ * work queues shared with other processes.
+ */
+const LOCAL_PREFETCH = 32;
 /** BZPOPMIN timeout; a new key interrupts it, so this only bounds idle round trips. */
 const BLOCK_SECONDS = 5;
 
@@ -61,7 +69,10 @@ function describeError(err: unknown): string {
   return (err as Error)?.message ?? String(err);
 }
 
-export class RedisChannelLayer<M extends Message = Message> extends BaseLayer implements ChannelLayer<M> {
+export class RedisChannelLayer<M extends Message = Message>
+  extends BaseLayer
+  implements ChannelLayer<M>
+{
   /** Unique per instance; only `…${clientPrefix}!…` channels are received here. */
   readonly clientPrefix = randomUUID().replaceAll('-', '');
   private readonly shards: Shard[];
@@ -72,10 +83,15 @@ export class RedisChannelLayer<M extends Message = Message> extends BaseLayer im
   private readonly memberships = new Map<string, Set<string>>();
 
   constructor(options: RedisLayerOptions = {}) {
-    super(options, (o) => ({ prefixLength: o.randomPrefixLength, ttlSeconds: o.expiryMs / 1000 + 10 }));
+    super(options, (o) => ({
+      prefixLength: o.randomPrefixLength,
+      ttlSeconds: o.expiryMs / 1000 + 10,
+    }));
     const specs = this.options.hosts.map((entry: HostEntry, i) => parseHost(entry, i));
     this.placement =
-      this.options.sharding === 'ring' ? ringPlacement(specs.map((s) => s.id)) : crc32Placement(specs.length);
+      this.options.sharding === 'ring'
+        ? ringPlacement(specs.map((s) => s.id))
+        : crc32Placement(specs.length);
     this.shards = specs.map((spec, i) => {
       const shard = new Shard(i, spec, {
         commandTimeoutMs: this.options.commandTimeoutMs,
@@ -123,7 +139,13 @@ export class RedisChannelLayer<M extends Message = Message> extends BaseLayer im
         client,
         'send',
         [this.options.prefix + name],
-        [score, payload, capacity, score - this.options.expiryMs / 1000, Math.ceil(this.options.expiryMs)],
+        [
+          score,
+          payload,
+          capacity,
+          score - this.options.expiryMs / 1000,
+          Math.ceil(this.options.expiryMs),
+        ],
       ),
     );
     if (added === 0) {
@@ -139,7 +161,9 @@ export class RedisChannelLayer<M extends Message = Message> extends BaseLayer im
     const local = isProcessLocal(channel);
     const name = nonLocalName(channel);
     if (local && !name.endsWith(`${this.clientPrefix}!`)) {
-      throw new Error(`Wrong client prefix: ${channel} was not created by this layer (client prefix ${this.clientPrefix})`);
+      throw new Error(
+        `Wrong client prefix: ${channel} was not created by this layer (client prefix ${this.clientPrefix})`,
+      );
     }
     // take() registers the waiter synchronously, so the reader sees the demand at once.
     const taken = this.mailboxes.take(channel, opts.signal);
@@ -161,7 +185,12 @@ export class RedisChannelLayer<M extends Message = Message> extends BaseLayer im
     assertGroupName(group);
     assertChannelName(channel);
     await this.onShard(this.placement.index(group), (client) =>
-      runScript(client, 'group_add', [this.groupKey(group)], [nextScore(), channel, Math.ceil(this.options.groupExpiryMs)]),
+      runScript(
+        client,
+        'group_add',
+        [this.groupKey(group)],
+        [nextScore(), channel, Math.ceil(this.options.groupExpiryMs)],
+      ),
     );
     let groups = this.memberships.get(channel);
     if (!groups) {
@@ -175,7 +204,9 @@ export class RedisChannelLayer<M extends Message = Message> extends BaseLayer im
     this.assertOpen();
     assertGroupName(group);
     assertChannelName(channel);
-    await this.onShard(this.placement.index(group), (client) => client.zrem(this.groupKey(group), channel));
+    await this.onShard(this.placement.index(group), (client) =>
+      client.zrem(this.groupKey(group), channel),
+    );
     const groups = this.memberships.get(channel);
     if (groups?.delete(group) && groups.size === 0) this.memberships.delete(channel);
   }
@@ -189,7 +220,12 @@ export class RedisChannelLayer<M extends Message = Message> extends BaseLayer im
     this.count('groupSends');
     const now = nextScore();
     const members = (await this.onShard(this.placement.index(group), (client) =>
-      runScript(client, 'group_members', [this.groupKey(group)], [now - this.options.groupExpiryMs / 1000]),
+      runScript(
+        client,
+        'group_members',
+        [this.groupKey(group)],
+        [now - this.options.groupExpiryMs / 1000],
+      ),
     )) as string[];
     if (members.length === 0) return;
 
@@ -217,11 +253,19 @@ export class RedisChannelLayer<M extends Message = Message> extends BaseLayer im
     for (const [index, keys] of perShard) {
       for (let start = 0; start < keys.length; start += GROUP_SEND_CHUNK) {
         const chunk = keys.slice(start, start + GROUP_SEND_CHUNK);
-        const payloads = chunk.map((key) => this.codec.encode({ ...message, [CHANNEL_FIELD]: byKey.get(key)!.channels }));
+        const payloads = chunk.map((key) =>
+          this.codec.encode({ ...message, [CHANNEL_FIELD]: byKey.get(key)!.channels }),
+        );
         const capacities = chunk.map((key) => this.capacityFor(byKey.get(key)!.channels[0]!));
         calls.push(
           this.onShard(index, (client) =>
-            runScript(client, 'group_send', chunk, [score, expiredBefore, ttl, ...payloads, ...capacities]),
+            runScript(client, 'group_send', chunk, [
+              score,
+              expiredBefore,
+              ttl,
+              ...payloads,
+              ...capacities,
+            ]),
           ).then((full) => {
             const dropped = new Set(full as number[]);
             chunk.forEach((key, i) => {
@@ -277,7 +321,9 @@ export class RedisChannelLayer<M extends Message = Message> extends BaseLayer im
     this.mailboxes.drop(channel);
     await Promise.all(
       groups.map((group) =>
-        this.onShard(this.placement.index(group), (client) => client.zrem(this.groupKey(group), channel)),
+        this.onShard(this.placement.index(group), (client) =>
+          client.zrem(this.groupKey(group), channel),
+        ),
       ),
     );
   }
@@ -314,12 +360,20 @@ export class RedisChannelLayer<M extends Message = Message> extends BaseLayer im
       const message = describeError(err);
       const where = `Redis ${shard.spec.id} (shard ${index})`;
       if (message === 'Command timed out') {
-        throw new Error(`${where} did not answer within ${this.options.commandTimeoutMs} ms`, { cause: err });
-      }
-      if (message.includes('max retries per request') || message.startsWith('Connection is closed')) {
-        throw new Error(`${where}: connection lost while the command was in flight (it may or may not have run)`, {
+        throw new Error(`${where} did not answer within ${this.options.commandTimeoutMs} ms`, {
           cause: err,
         });
+      }
+      if (
+        message.includes('max retries per request') ||
+        message.startsWith('Connection is closed')
+      ) {
+        throw new Error(
+          `${where}: connection lost while the command was in flight (it may or may not have run)`,
+          {
+            cause: err,
+          },
+        );
       }
       if (message.includes("Stream isn't writeable")) {
         throw new Error(`${where} is not connected`, { cause: err });
@@ -337,21 +391,27 @@ export class RedisChannelLayer<M extends Message = Message> extends BaseLayer im
         deliver: (key, member, score, shard) => this.deliver(key, member, score, shard),
         report: (err, context) => this.reportError(err, context),
       },
-      { blockSeconds: BLOCK_SECONDS, batch: DRAIN_BATCH, restoreTtlMs: Math.ceil(this.options.expiryMs) },
+      {
+        blockSeconds: BLOCK_SECONDS,
+        batch: DRAIN_BATCH,
+        restoreTtlMs: Math.ceil(this.options.expiryMs),
+      },
     );
     return this.reader;
   }
 
   /**
-   * Queue keys with waiting receivers and how many wait on each. Every `…!` channel of one
-   * newChannel prefix shares one key, so their waiters add up; a message popped for a channel
-   * nobody waits on is buffered for it (bounded, expiring), as channels_redis does.
+   * Queue keys with waiting receivers and how many messages each may give: one per waiter, plus
+   * LOCAL_PREFETCH for a process-local key. Every `…!` channel of one newChannel prefix shares
+   * one key, so their waiters add up; a message popped for a channel nobody waits on is buffered
+   * for it (bounded by capacity, expiring), as channels_redis does.
    */
   private demand(): Map<string, number> {
     const out = new Map<string, number>();
     for (const channel of this.mailboxes.waitedChannels()) {
       const key = this.options.prefix + nonLocalName(channel);
-      out.set(key, (out.get(key) ?? 0) + this.mailboxes.waiting(channel));
+      const extra = out.has(key) || !isProcessLocal(channel) ? 0 : LOCAL_PREFETCH;
+      out.set(key, (out.get(key) ?? 0) + extra + this.mailboxes.waiting(channel));
     }
     return out;
   }
@@ -376,16 +436,24 @@ export class RedisChannelLayer<M extends Message = Message> extends BaseLayer im
     let targets: string[];
     if (field === undefined) targets = [key.slice(this.options.prefix.length)];
     else if (typeof field === 'string') targets = [field];
-    else if (Array.isArray(field) && field.every((c) => typeof c === 'string')) targets = field as string[];
+    else if (Array.isArray(field) && field.every((c) => typeof c === 'string'))
+      targets = field as string[];
     else {
-      this.skipUnreadable(key, shard, new UnreadablePayload(`${CHANNEL_FIELD} is neither a string nor a list of strings`));
+      this.skipUnreadable(
+        key,
+        shard,
+        new UnreadablePayload(`${CHANNEL_FIELD} is neither a string nor a list of strings`),
+      );
       return;
     }
     // A message only reaches channels whose queue it came from.
     targets = targets.filter((channel) => this.options.prefix + nonLocalName(channel) === key);
     targets.forEach((channel, i) => {
       const copy = (i === 0 ? message : structuredClone(message)) as M;
-      if (this.mailboxes.put(channel, copy, this.capacityFor(channel), 'drop-oldest', expiresAt) === 'displaced') {
+      if (
+        this.mailboxes.put(channel, copy, this.capacityFor(channel), 'drop-oldest', expiresAt) ===
+        'displaced'
+      ) {
         this.count('localDropped');
       }
     });
@@ -393,6 +461,8 @@ export class RedisChannelLayer<M extends Message = Message> extends BaseLayer im
 
   private skipUnreadable(key: string, shard: number, err: unknown): void {
     this.count('unreadable');
-    this.logger.warn(`chanlayer: skipped an unreadable message in ${key} on shard ${shard}: ${describeError(err)}`);
+    this.logger.warn(
+      `chanlayer: skipped an unreadable message in ${key} on shard ${shard}: ${describeError(err)}`,
+    );
   }
 }

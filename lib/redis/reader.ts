@@ -163,7 +163,8 @@ class ShardLoop {
       } catch (err) {
         this.blocking = undefined;
         if (reader.stopped) break;
-        if (/WRONGTYPE/.test((err as Error)?.message ?? '') && (await this.findForeignKeys())) continue;
+        if (/WRONGTYPE/.test((err as Error)?.message ?? '') && (await this.findForeignKeys()))
+          continue;
         this.dropConnection();
         if (err instanceof RedisTooOld) {
           reader.hooks.report(err, `shard ${shard.index} reader stopped`);
@@ -225,7 +226,9 @@ class ShardLoop {
       const { keys, budgets } = reader.budgets(this.foreign);
       if (keys.length === 0) return;
       await this.restoreInflight(conn, keys);
-      const reply = (await runScript(conn, 'drain', keys, budgets, { buffers: true })) as DrainEntry[];
+      const reply = (await runScript(conn, 'drain', keys, budgets, {
+        buffers: true,
+      })) as DrainEntry[];
       let more = false;
       for (const [index, ...pairs] of reply) {
         const key = keys[index - 1]!;
@@ -243,7 +246,12 @@ class ShardLoop {
   private async restoreInflight(conn: Redis, keys: string[]): Promise<void> {
     for (const key of keys) {
       if (this.restored.has(key) || key.endsWith('!')) continue;
-      await runScript(conn, 'restore_inflight', [key, `${key}$inflight`], [this.reader.opts.restoreTtlMs]);
+      await runScript(
+        conn,
+        'restore_inflight',
+        [key, `${key}$inflight`],
+        [this.reader.opts.restoreTtlMs],
+      );
       this.restored.add(key);
     }
   }
@@ -269,10 +277,13 @@ class ShardLoop {
             this.unblocking = false;
             return;
           }
-          this.unblockTimer = setTimeout(() => {
-            this.unblockTimer = undefined;
-            attempt(n + 1);
-          }, Math.min(2 ** n, 50));
+          this.unblockTimer = setTimeout(
+            () => {
+              this.unblockTimer = undefined;
+              attempt(n + 1);
+            },
+            Math.min(2 ** n, 50),
+          );
         },
         () => {
           // The command connection is down; the blocking one will notice too.
@@ -297,7 +308,9 @@ class ShardLoop {
         found = true;
         this.foreign.add(key);
         this.reader.hooks.report(
-          new Error(`${key} on shard ${this.shard.index} is a ${types[i]}, not a channel queue; not reading it`),
+          new Error(
+            `${key} on shard ${this.shard.index} is a ${types[i]}, not a channel queue; not reading it`,
+          ),
           'reader',
         );
       });
