@@ -586,6 +586,11 @@ describe('RedisPubSubChannelLayer on one host', () => {
     assert.equal(await numsub(server, ch), 0);
     assert.equal(layer.subscriptionCount, 0);
     await layer.deleteChannel(ch); // twice is fine
+    // Deleted while the lazy SUBSCRIBE of a first receive is still in flight.
+    const lazy = assert.rejects(layer.receive('lazy.deleted'), /was deleted/);
+    await layer.deleteChannel('lazy.deleted');
+    await lazy;
+    assert.equal(await numsub(server, 'lazy.deleted'), 0);
     await layer.deleteChannel('never.known');
   });
 

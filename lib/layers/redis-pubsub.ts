@@ -67,6 +67,11 @@ interface ShardHealth {
   connected: boolean;
 }
 
+/** What a receive on a channel gets when `deleteChannel()` removes the channel under it. */
+function deletedError(channel: string): Error {
+  return new Error(`Channel ${channel} was deleted (deleteChannel)`);
+}
+
 export class RedisPubSubChannelLayer<M extends Message = Message>
   extends BaseLayer
   implements ChannelLayer<M>
@@ -173,7 +178,12 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
       }
       state = this.openChannel(channel, false);
     }
-    if (!state.live) await this.untilSubscribed(channel, state, signal);
+    if (!state.live) {
+      await this.untilSubscribed(channel, state, signal);
+      // close() or deleteChannel() may have run while the SUBSCRIBE was in flight.
+      this.assertOpen();
+      if (this.channels.get(channel) !== state) throw deletedError(channel);
+    }
 
     // An internal controller, so deleteChannel() can end this receive too; the user's signal
     // aborts it synchronously, which keeps Mailboxes' no-loss/no-duplicate guarantee.
@@ -411,7 +421,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     const released = [this.subscriptionsOf(channel).release(channel)];
     for (const name of state.groups) released.push(this.leave(name, channel));
     this.mailboxes.drop(channel);
-    const deleted = new Error(`Channel ${channel} was deleted (deleteChannel)`);
+    const deleted = deletedError(channel);
     for (const controller of state.receivers) controller.abort(deleted);
     return Promise.all(released).then(() => {});
   }
