@@ -39,6 +39,8 @@ export interface LayerOptions {
   sharding?: 'crc32' | 'ring';
   /** Longest wait for a Redis reply (ms), including time queued while reconnecting; default 5000. */
   commandTimeoutMs?: number;
+  /** Core layer, Fernet: tokens older than `expiry` + this many seconds are refused (default 10, as channels_redis). */
+  fernetTtlSlack?: number;
   onDisconnect?: (shard: number) => void;
   onReconnect?: (shard: number) => void;
   /** Where skipped payloads and connection trouble are reported; default `console`. */
@@ -64,6 +66,7 @@ export interface ResolvedOptions {
   maxMessageBytes: number;
   sharding: 'crc32' | 'ring';
   commandTimeoutMs: number;
+  fernetTtlSlack: number;
 }
 
 export const DEFAULTS = {
@@ -78,11 +81,19 @@ export const DEFAULTS = {
   maxMessageBytes: 4 * 1024 * 1024,
   sharding: 'crc32',
   commandTimeoutMs: 5000,
+  fernetTtlSlack: 10,
 } as const;
 
 function positive(name: string, value: unknown, { integer = false } = {}): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || (integer && !Number.isInteger(value))) {
     throw new ConfigurationError(`${name} must be a positive ${integer ? 'integer' : 'number'}, got ${String(value)}`);
+  }
+  return value;
+}
+
+function nonNegative(name: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+    throw new ConfigurationError(`${name} must be a number ≥ 0, got ${String(value)}`);
   }
   return value;
 }
@@ -158,6 +169,7 @@ export function resolveOptions(input: LayerOptions = {}): ResolvedOptions {
     commandTimeoutMs: positive('commandTimeoutMs', input.commandTimeoutMs ?? DEFAULTS.commandTimeoutMs, {
       integer: true,
     }),
+    fernetTtlSlack: nonNegative('fernetTtlSlack', input.fernetTtlSlack ?? DEFAULTS.fernetTtlSlack),
   };
 }
 
@@ -174,6 +186,7 @@ const SNAKE_KEYS: Record<string, string> = {
   serializer_format: 'serializerFormat',
   max_message_bytes: 'maxMessageBytes',
   command_timeout_ms: 'commandTimeoutMs',
+  fernet_ttl_slack: 'fernetTtlSlack',
   on_disconnect: 'onDisconnect',
   on_reconnect: 'onReconnect',
   master_name: 'masterName',

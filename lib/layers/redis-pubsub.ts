@@ -91,7 +91,8 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
   private rejectClosed!: (err: Error) => void;
 
   constructor(options: RedisPubSubOptions = {}) {
-    super(options, (o) => ({ prefixLength: 0, ttlSeconds: o.expiryMs / 1000 + 10 }));
+    // No Fernet TTL: a published message is never stored, so it can't be replayed late (issue 5).
+    super(options, () => ({ prefixLength: 0 }));
     this.closedPromise = new Promise<never>((_, reject) => {
       this.rejectClosed = reject;
     });

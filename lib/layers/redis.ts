@@ -85,7 +85,7 @@ export class RedisChannelLayer<M extends Message = Message>
   constructor(options: RedisLayerOptions = {}) {
     super(options, (o) => ({
       prefixLength: o.randomPrefixLength,
-      ttlSeconds: o.expiryMs / 1000 + 10,
+      ttlSeconds: o.expiryMs / 1000 + o.fernetTtlSlack,
     }));
     const specs = this.options.hosts.map((entry: HostEntry, i) => parseHost(entry, i));
     this.placement =
