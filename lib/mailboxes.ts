@@ -63,6 +63,11 @@ export interface MailboxesOptions {
   expiryMs: number;
   /** Called with the number of messages that expired unread. */
   onExpired?: (count: number) => void;
+  /**
+   * Called synchronously whenever a channel gains (+1) or loses (-1) a waiting receiver —
+   * delivered, aborted or closed — so a reader can keep demand counts without scanning.
+   */
+  onWaiters?: (channel: string, delta: 1 | -1) => void;
 }
 
 export class Mailboxes<T> {
@@ -86,6 +91,7 @@ export class Mailboxes<T> {
     let box = this.boxes.get(channel);
     const waiter = box?.waiters.shift();
     if (waiter) {
+      this.opts.onWaiters?.(channel, -1);
       if (box!.size === 0 && box!.waiters.length === 0) this.boxes.delete(channel);
       waiter.resolve(value);
       return 'delivered';
@@ -125,8 +131,15 @@ export class Mailboxes<T> {
     return new Promise<T>((resolve, reject) => {
       const onAbort = (): void => {
         const i = target.waiters.indexOf(waiter);
-        if (i !== -1) target.waiters.splice(i, 1);
-        if (target.size === 0 && target.waiters.length === 0 && this.boxes.get(channel) === target) {
+        if (i !== -1) {
+          target.waiters.splice(i, 1);
+          this.opts.onWaiters?.(channel, -1);
+        }
+        if (
+          target.size === 0 &&
+          target.waiters.length === 0 &&
+          this.boxes.get(channel) === target
+        ) {
           this.boxes.delete(channel);
         }
         reject(abortReason(signal!));
@@ -143,6 +156,7 @@ export class Mailboxes<T> {
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       target.waiters.push(waiter);
+      this.opts.onWaiters?.(channel, 1);
     });
   }
 
@@ -188,11 +202,16 @@ export class Mailboxes<T> {
 
   /** Rejects every waiter and forgets everything (close). */
   close(err: unknown): void {
-    const boxes = [...this.boxes.values()];
+    const boxes = [...this.boxes];
     this.boxes.clear();
     if (this.sweeper) clearInterval(this.sweeper);
     this.sweeper = undefined;
-    for (const box of boxes) for (const waiter of box.waiters.splice(0)) waiter.reject(err);
+    for (const [channel, box] of boxes) {
+      for (const waiter of box.waiters.splice(0)) {
+        this.opts.onWaiters?.(channel, -1);
+        waiter.reject(err);
+      }
+    }
   }
 
   private expire(box: Mailbox<T>, now: number): void {

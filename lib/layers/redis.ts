@@ -79,6 +79,8 @@ export class RedisChannelLayer<M extends Message = Message>
   private readonly placement: Placement;
   private readonly mailboxes: Mailboxes<M>;
   private reader: Reader | undefined;
+  /** Queue key → receivers waiting on its channels (kept by the mailboxes' onWaiters). */
+  private readonly waiting = new Map<string, number>();
   /** channel → groups this layer added it to (for deleteChannel). */
   private readonly memberships = new Map<string, Set<string>>();
 
@@ -119,6 +121,12 @@ export class RedisChannelLayer<M extends Message = Message>
     this.mailboxes = new Mailboxes<M>({
       expiryMs: this.options.expiryMs,
       onExpired: (n) => this.count('expired', n),
+      onWaiters: (channel, delta) => {
+        const key = this.options.prefix + nonLocalName(channel);
+        const n = (this.waiting.get(key) ?? 0) + delta;
+        if (n > 0) this.waiting.set(key, n);
+        else this.waiting.delete(key);
+      },
     });
   }
 
@@ -408,10 +416,8 @@ export class RedisChannelLayer<M extends Message = Message>
    */
   private demand(): Map<string, number> {
     const out = new Map<string, number>();
-    for (const channel of this.mailboxes.waitedChannels()) {
-      const key = this.options.prefix + nonLocalName(channel);
-      const extra = out.has(key) || !isProcessLocal(channel) ? 0 : LOCAL_PREFETCH;
-      out.set(key, (out.get(key) ?? 0) + extra + this.mailboxes.waiting(channel));
+    for (const [key, waiters] of this.waiting) {
+      out.set(key, waiters + (key.endsWith('!') ? LOCAL_PREFETCH : 0));
     }
     return out;
   }
