@@ -2,15 +2,18 @@
  * Runs N Sentinel failovers under live traffic and reports what chanlayer did, next to what
  * Sentinel did:
  *
- *   npx tsx scripts/failover-report.ts [--runs 5] [--layers core,pubsub] [--json failover-report.json]
+ *   npx tsx scripts/failover-report.ts [--runs 5] [--layers core,pubsub] [--json PATH]
  *        [--command-timeout-ms 1000] [--down-after 1000] [--failover-timeout 3000] [--interval-ms 5]
+ *        [--senders 1]
  *
  * One native topology (master, replica, three sentinels on loopback, test/harness/redis.ts) and
  * one layer of each kind live through every run; only the probes are new per run. A run: traffic
- * flows on each layer (one sequential sender, one receiver, a message every `--interval-ms`), the
- * current master is SIGKILLed, Sentinel promotes the replica, traffic resumes, the probes account
- * for every message; then the killed server comes back as a replica for the next run (so runs
- * alternate between the two servers).
+ * flows on each layer (`--senders` channels, each with one sequential sender and one receiver,
+ * a message every `--interval-ms`; 0 = back to back), the current master is SIGKILLed, Sentinel
+ * promotes the replica, traffic resumes, the probes account for every message; then the killed
+ * server comes back as a replica for the next run (so runs alternate between the two servers),
+ * and the next kill waits until 2 × failover-timeout has passed since the last (Sentinel will
+ * not fail the same master over again sooner).
  *
  * Columns:
  * - promotion: kill → the first sentinel reports the new master (Sentinel's own time);
@@ -25,10 +28,11 @@
  *   shard, within the command timeout), of which "delivered" arrived anyway (outcome unknown at
  *   the time: the connection dropped with the command in flight).
  *
- * Prints a Markdown table and the acceptance verdict; writes everything as JSON. Exit status 0
- * when every acceptance criterion holds.
+ * Prints a Markdown table and the acceptance verdict; writes everything as JSON (default
+ * `.test-artifacts/failover-report.json`). Exit status 0 when every acceptance criterion holds.
  */
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { execFileSync } from 'node:child_process';
@@ -43,22 +47,24 @@ import {
   rejoin,
   TrafficProbe,
   type FailoverMeasurement,
+  type ProbeSummary,
 } from '../test/failover-probe.ts';
 import { startSentinelTopology, type SentinelTopology } from '../test/harness/redis.ts';
 
 const USAGE =
   'usage: npx tsx scripts/failover-report.ts [--runs N] [--layers core,pubsub] [--json PATH] ' +
-  '[--command-timeout-ms MS] [--down-after MS] [--failover-timeout MS] [--interval-ms MS]';
+  '[--command-timeout-ms MS] [--down-after MS] [--failover-timeout MS] [--interval-ms MS] [--senders N]';
 
 const { values } = parseArgs({
   options: {
     runs: { type: 'string', default: '5' },
     layers: { type: 'string', default: 'core,pubsub' },
-    json: { type: 'string', default: 'failover-report.json' },
+    json: { type: 'string', default: '.test-artifacts/failover-report.json' },
     'command-timeout-ms': { type: 'string', default: '1000' },
     'down-after': { type: 'string', default: '1000' },
     'failover-timeout': { type: 'string', default: '3000' },
     'interval-ms': { type: 'string', default: '5' },
+    senders: { type: 'string', default: '1' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -81,6 +87,7 @@ const commandTimeoutMs = positiveInt('command-timeout-ms', values['command-timeo
 const downAfterMs = positiveInt('down-after', values['down-after']);
 const failoverTimeoutMs = positiveInt('failover-timeout', values['failover-timeout']);
 const intervalMs = positiveInt('interval-ms', values['interval-ms']);
+const senders = positiveInt('senders', values.senders);
 const kinds = values.layers.split(',').map((k) => k.trim());
 for (const kind of kinds) {
   if (kind !== 'core' && kind !== 'pubsub') {
@@ -88,7 +95,7 @@ for (const kind of kinds) {
     process.exit(2);
   }
 }
-if (runs === 0 || kinds.length === 0) {
+if (runs === 0 || kinds.length === 0 || senders === 0) {
   console.error(USAGE);
   process.exit(2);
 }
@@ -157,16 +164,26 @@ function makeSubject(kind: 'core' | 'pubsub', topo: SentinelTopology): Subject {
   return subject;
 }
 
-async function probeFor(subject: Subject, run: number): Promise<TrafficProbe> {
-  const channel =
-    subject.layer instanceof RedisPubSubChannelLayer
-      ? await subject.layer.newChannel('report.')
-      : `report.core.${run}`;
-  return new TrafficProbe(subject.layer, channel, { tag: `${subject.kind}-${run}`, intervalMs });
+/** `senders` probes per layer, each a sequential sender + receiver on its own channel. */
+async function probesFor(subject: Subject, run: number): Promise<TrafficProbe[]> {
+  return Promise.all(
+    Array.from({ length: senders }, async (_, i) => {
+      const channel =
+        subject.layer instanceof RedisPubSubChannelLayer
+          ? await subject.layer.newChannel('report.')
+          : `report.core.${run}.${i}`;
+      const tag = `${subject.kind}-${run}-${i}`;
+      return new TrafficProbe(subject.layer, channel, { tag, intervalMs });
+    }),
+  );
 }
 
-function rowOf(run: number, subject: Subject, m: FailoverMeasurement, index: number): Row {
-  const { probe, resumedAt, summary: s } = m.probes[index]!;
+/** One row per layer per run, over that layer's probes (resume: the last of them to resume). */
+function rowOf(run: number, subject: Subject, m: FailoverMeasurement): Row {
+  const mine = m.probes.filter((p) => p.probe.layer === subject.layer);
+  const resumedAt = Math.max(...mine.map((p) => p.resumedAt));
+  const sum = (f: (s: ProbeSummary) => number): number =>
+    mine.reduce((n, p) => n + f(p.summary), 0);
   // Core: a loss must have been acked before the old master died (async replication, or a pop
   // whose reply died with it). Pub/Sub: acked before this process's subscriptions were back.
   let limit = m.deadAt;
@@ -174,7 +191,15 @@ function rowOf(run: number, subject: Subject, m: FailoverMeasurement, index: num
     const back = subject.reconnects.filter((t) => t >= m.killedAt);
     limit = (back.at(-1) ?? m.deadAt) + 100;
   }
-  const lostAckedAt = s.lost.map((seq) => probe.sends[seq]!.settledAt);
+  const lostAckedAt = mine.flatMap(({ probe, summary }) =>
+    summary.lost.map((seq) => probe.sends[seq]!.settledAt),
+  );
+  const errorMessages: Record<string, number> = {};
+  for (const { summary } of mine) {
+    for (const [message, n] of Object.entries(summary.errors)) {
+      errorMessages[message] = (errorMessages[message] ?? 0) + n;
+    }
+  }
   return {
     run,
     layer: subject.kind,
@@ -183,19 +208,19 @@ function rowOf(run: number, subject: Subject, m: FailoverMeasurement, index: num
     promotionMs: m.promotedAt - m.killedAt,
     resumeMs: resumedAt - m.killedAt,
     diffMs: resumedAt - m.promotedAt,
-    sent: s.sent,
-    acked: s.acked,
-    received: s.received,
-    ackedLost: s.lost.length,
+    sent: sum((s) => s.sent),
+    acked: sum((s) => s.acked),
+    received: sum((s) => s.received),
+    ackedLost: lostAckedAt.length,
     lossesAccounted: lostAckedAt.every((t) => t <= limit),
     lostAckedAtMs: lostAckedAt.map((t) => t - m.killedAt),
-    duplicates: s.duplicates.length,
-    outOfOrder: s.outOfOrder,
-    errors: s.rejected,
-    rejectedDelivered: s.rejectedDelivered.length,
-    receiveErrors: s.receiveErrors,
-    maxSendMs: s.maxSendMs,
-    errorMessages: s.errors,
+    duplicates: sum((s) => s.duplicates.length),
+    outOfOrder: sum((s) => s.outOfOrder),
+    errors: sum((s) => s.rejected),
+    rejectedDelivered: sum((s) => s.rejectedDelivered.length),
+    receiveErrors: sum((s) => s.receiveErrors),
+    maxSendMs: Math.max(...mine.map((p) => p.summary.maxSendMs)),
+    errorMessages,
     disconnects: subject.disconnects.filter((t) => t >= m.killedAt).length,
     reconnects: subject.reconnects.filter((t) => t >= m.killedAt).length,
   };
@@ -264,12 +289,21 @@ async function main(): Promise<number> {
   let failure: unknown;
   try {
     for (const kind of kinds as Array<'core' | 'pubsub'>) subjects.push(makeSubject(kind, topo));
+    let lastKill = Number.NEGATIVE_INFINITY;
     for (let run = 1; run <= runs; run++) {
-      const probes = await Promise.all(subjects.map((s) => probeFor(s, run)));
+      const probes = (await Promise.all(subjects.map((s) => probesFor(s, run)))).flat();
+      // Sentinel does not start another failover of a master within 2 × failover-timeout of
+      // the previous one; a kill before that measures that rule, not a failover.
+      const wait = lastKill + 2 * failoverTimeoutMs + 500 - Date.now();
+      if (wait > 0) {
+        log(`run ${run}: ${wait} ms until Sentinel may fail over again (2 × failover-timeout)`);
+        await new Promise((resolve) => setTimeout(resolve, wait));
+      }
       log(`run ${run}/${runs}: killing the master under traffic`);
       let m: FailoverMeasurement;
       try {
         m = await measureFailover({ topology: topo, probes });
+        lastKill = m.killedAt;
       } finally {
         await Promise.all(probes.map((p) => p.stop()));
         // Each run's Pub/Sub channel is unsubscribed once it has served.
@@ -279,7 +313,7 @@ async function main(): Promise<number> {
           }
         }
       }
-      const runRows = subjects.map((subject, i) => rowOf(run, subject, m, i));
+      const runRows = subjects.map((subject) => rowOf(run, subject, m));
       rows.push(...runRows);
       for (const r of runRows) {
         log(
@@ -332,6 +366,7 @@ async function main(): Promise<number> {
     downAfterMs,
     failoverTimeoutMs,
     intervalMs,
+    sendersPerLayer: senders,
   };
 
   console.log(table(rows));
@@ -353,6 +388,7 @@ async function main(): Promise<number> {
       `run ${rows.at(-1)!.run + 1} failed: ${String((failure as Error)?.stack ?? failure)}`,
     );
 
+  mkdirSync(path.dirname(values.json), { recursive: true });
   writeFileSync(
     values.json,
     `${JSON.stringify({ environment, acceptance, summary, rows }, null, 2)}\n`,

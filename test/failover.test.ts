@@ -21,6 +21,7 @@ import { once } from 'node:events';
 import path from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import {
+  fromConfig,
   RedisChannelLayer,
   RedisPubSubChannelLayer,
   type ChannelLayer,
@@ -432,11 +433,20 @@ describe('failover: mixed hosts (one Sentinel group + one plain host)', () => {
 
   test('both layers: the Sentinel shard fails over, the plain shard never stalls', async (t) => {
     const hosts = [sentinelHost(topo), plain.urls[0]!];
-    const core = new RedisChannelLayer({
-      hosts,
-      commandTimeoutMs: COMMAND_TIMEOUT_MS,
-      logger: { warn: () => {} },
-    });
+    // The core layer as a Django project would configure it (snake_case, tuples as arrays).
+    const core = fromConfig({
+      BACKEND: 'channels_redis.core.RedisChannelLayer',
+      CONFIG: {
+        hosts: [
+          { sentinels: topo.sentinels, master_name: topo.masterName },
+          ['127.0.0.1', plain.servers[0]!.port],
+        ],
+        command_timeout_ms: COMMAND_TIMEOUT_MS,
+        logger: { warn: () => {} },
+      },
+    }) as RedisChannelLayer;
+    assert.ok(core instanceof RedisChannelLayer);
+    assert.equal(core.shardCount, 2);
     const pubsub = new RedisPubSubChannelLayer({
       hosts,
       commandTimeoutMs: COMMAND_TIMEOUT_MS,
