@@ -28,6 +28,7 @@ import {
   type SentinelHost,
 } from '../lib/index.ts';
 import { parseHost } from '../lib/redis/hosts.ts';
+import { Shard } from '../lib/redis/shard.ts';
 import { parseSwitchMaster } from '../lib/redis/sentinel-watch.ts';
 import {
   clientNames,
@@ -185,6 +186,30 @@ describe('Sentinel host entries', () => {
       () => parseHost({ sentinels: [['h', 1]] } as unknown as SentinelHost, 3),
       /hosts\[3\]\.masterName/,
     );
+  });
+
+  test('READONLY on a Sentinel shard: reconnect, and an error saying nothing was written', () => {
+    const spec = parseHost({ sentinels: [['127.0.0.1', 1]], masterName: 'ro' }, 0);
+    const shard = new Shard(0, spec, { commandTimeoutMs: 1000, lazyConnect: true });
+    try {
+      const readonly = new Error("READONLY You can't write against a read only replica.");
+      const { reconnectOnError } = shard.client.options;
+      assert.equal(typeof reconnectOnError, 'function');
+      assert.equal(reconnectOnError!(readonly), 1);
+      assert.equal(reconnectOnError!(new Error('WRONGTYPE Operation against a key')), false);
+      const explained = shard.explain(readonly) as Error;
+      assert.match(explained.message, /shard 0\) is a replica now \(READONLY.*nothing was written/);
+      assert.equal(explained.cause, readonly);
+    } finally {
+      shard.close();
+    }
+    // A plain host keeps ioredis's default (a replica there is a configuration error).
+    const plain = new Shard(1, parseHost('redis://127.0.0.1:1', 1), {
+      commandTimeoutMs: 1000,
+      lazyConnect: true,
+    });
+    assert.equal(plain.client.options.reconnectOnError, null);
+    plain.close();
   });
 
   test('+switch-master payloads are read for the right master only', () => {

@@ -386,7 +386,8 @@ export class RedisChannelLayer<M extends Message = Message>
       if (message.includes("Stream isn't writeable")) {
         throw new Error(`${where} is not connected`, { cause: err });
       }
-      throw err;
+      // READONLY (a demoted master) and the rest: Shard.explain.
+      throw shard.explain(err);
     }
   }
 

@@ -234,6 +234,14 @@ export class Shard extends EventEmitter {
     if (message.includes("Stream isn't writeable")) {
       return new Error(`${where} is not connected`, { cause: err });
     }
+    if (message.startsWith('READONLY')) {
+      // A replica refuses the first write, so nothing was written; the connection is being
+      // dropped to find the master again (reconnectOnError).
+      return new Error(
+        `${where} is a replica now (READONLY: a failover is under way); nothing was written`,
+        { cause: err },
+      );
+    }
     return err;
   }
 
