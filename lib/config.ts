@@ -37,6 +37,13 @@ export interface LayerOptions {
   serializerFormat?: string;
   maxMessageBytes?: number;
   sharding?: 'crc32' | 'ring';
+  /**
+   * Core layer, several hosts: where `send` puts a normal (non-`!`) channel's messages. `'name'`
+   * (default): the shard of the channel's name — one shard per channel, so FIFO per sender.
+   * `'round-robin'`: the next host in turn, as channels_redis does — needed when channels_redis
+   * *receivers* consume the channel (each of their receives waits on one host in turn).
+   */
+  normalChannelSharding?: 'name' | 'round-robin';
   /** Longest wait for a Redis reply (ms), including time queued while reconnecting; default 5000. */
   commandTimeoutMs?: number;
   /** Core layer, Fernet: tokens older than `expiry` + this many seconds are refused (default 10, as channels_redis). */
@@ -65,6 +72,7 @@ export interface ResolvedOptions {
   serializerFormat: string;
   maxMessageBytes: number;
   sharding: 'crc32' | 'ring';
+  normalChannelSharding: 'name' | 'round-robin';
   commandTimeoutMs: number;
   fernetTtlSlack: number;
 }
@@ -142,6 +150,12 @@ export function resolveOptions(input: LayerOptions = {}): ResolvedOptions {
   if (sharding !== 'crc32' && sharding !== 'ring') {
     throw new ConfigurationError(`Unknown sharding "${String(sharding)}" (known: crc32, ring)`);
   }
+  const normalChannelSharding = input.normalChannelSharding ?? 'name';
+  if (normalChannelSharding !== 'name' && normalChannelSharding !== 'round-robin') {
+    throw new ConfigurationError(
+      `Unknown normalChannelSharding "${String(normalChannelSharding)}" (known: name, round-robin)`,
+    );
+  }
   const prefix = input.prefix ?? DEFAULTS.prefix;
   if (typeof prefix !== 'string') throw new ConfigurationError('prefix must be a string');
   const serializerFormat = input.serializerFormat ?? DEFAULTS.serializerFormat;
@@ -166,6 +180,7 @@ export function resolveOptions(input: LayerOptions = {}): ResolvedOptions {
       integer: true,
     }),
     sharding,
+    normalChannelSharding,
     commandTimeoutMs: positive('commandTimeoutMs', input.commandTimeoutMs ?? DEFAULTS.commandTimeoutMs, {
       integer: true,
     }),
@@ -186,6 +201,7 @@ const SNAKE_KEYS: Record<string, string> = {
   serializer_format: 'serializerFormat',
   max_message_bytes: 'maxMessageBytes',
   command_timeout_ms: 'commandTimeoutMs',
+  normal_channel_sharding: 'normalChannelSharding',
   fernet_ttl_slack: 'fernetTtlSlack',
   on_disconnect: 'onDisconnect',
   on_reconnect: 'onReconnect',

@@ -976,6 +976,37 @@ describe('RedisChannelLayer: sharding', () => {
     }
   });
 
+  it("normalChannelSharding: 'round-robin' spreads a normal channel's sends over the hosts, as channels_redis does", async () => {
+    const prefix = freshPrefix();
+    const byName = makeLayer({ hosts: three.urls, prefix });
+    const rr = makeLayer({ hosts: three.urls, prefix, normalChannelSharding: 'round-robin' });
+    const clients = three.urls.map((u) => raw(u));
+    for (let seq = 0; seq < 6; seq++) await byName.send('by-name', { type: 'm', seq });
+    for (let seq = 0; seq < 6; seq++) await rr.send('spread', { type: 'm', seq });
+    const counts = async (name: string) => Promise.all(clients.map((c) => c.zcard(prefix + name)));
+    assert.deepEqual((await counts('by-name')).sort(), [0, 0, 6]);
+    assert.deepEqual(await counts('spread'), [2, 2, 2]);
+    // A channels_redis receiver's i-th receive waits on host i mod n: each finds one.
+    for (let i = 0; i < 3; i++) {
+      const popped = await clients[i]!.bzpopminBuffer(prefix + 'spread', 1);
+      assert.ok(popped, `host ${i}`);
+    }
+    // A chanlayer receiver reads every host; process-local channels keep their placement.
+    const got = [];
+    for (let i = 0; i < 3; i++) got.push(((await rr.receive('spread')) as Seq).seq);
+    assert.deepEqual(got.sort(), [3, 4, 5]);
+    const ch = await byName.newChannel();
+    await rr.send(ch, { type: 'direct', seq: 0 });
+    assert.equal(
+      await clients[byName.shardOf(ch)]!.zcard(prefix + ch.slice(0, ch.indexOf('!') + 1)),
+      1,
+    );
+    assert.throws(
+      () => new RedisChannelLayer({ normalChannelSharding: 'random' as never }),
+      /normalChannelSharding/,
+    );
+  });
+
   it('groupSend to 100,000 members chunks its script calls and reaches every key', async () => {
     const prefix = freshPrefix();
     const layer = makeLayer({ hosts: three.urls, prefix });

@@ -79,6 +79,8 @@ export class RedisChannelLayer<M extends Message = Message>
   private readonly placement: Placement;
   private readonly mailboxes: Mailboxes<M>;
   private reader: Reader | undefined;
+  /** Next host for a normal-channel send with `normalChannelSharding: 'round-robin'`. */
+  private sendCursor = 0;
   /** Queue key → receivers waiting on its channels (kept by the mailboxes' onWaiters). */
   private readonly waiting = new Map<string, number>();
   /** channel → groups this layer added it to (for deleteChannel). */
@@ -142,7 +144,11 @@ export class RedisChannelLayer<M extends Message = Message>
     const name = nonLocalName(channel);
     const capacity = this.capacityFor(channel);
     const score = nextScore();
-    const added = await this.onShard(this.placement.index(name), (client) =>
+    const index =
+      !local && this.options.normalChannelSharding === 'round-robin'
+        ? this.sendCursor++ % this.shards.length
+        : this.placement.index(name);
+    const added = await this.onShard(index, (client) =>
       runScript(
         client,
         'send',
