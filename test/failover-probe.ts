@@ -414,12 +414,21 @@ export async function rejoin(topology: SentinelTopology, oldPort: number): Promi
           topology.masterName,
         ])) as Reply[];
         const mine = replicas.map(toMap).find((r) => r.port === String(oldPort));
-        if (mine?.flags !== 'slave' || mine['master-link-status'] !== 'ok') return false;
+        if (mine?.flags !== 'slave' || mine['master-link-status'] !== 'ok') {
+          // Thrown, so a timeout says what the sentinels saw last.
+          const seen = replicas.map(toMap).map((r) => ({
+            port: r.port,
+            flags: r.flags,
+            link: r['master-link-status'],
+            master: `${r['master-host']}:${r['master-port']}`,
+          }));
+          throw new Error(`sentinel :${s.port} sees ${JSON.stringify(seen)}`);
+        }
       }
       return true;
     },
     {
-      timeoutMs: 60_000,
+      timeoutMs: 90_000,
       intervalMs: 100,
       what: `sentinels to see :${oldPort} as a healthy replica`,
     },
