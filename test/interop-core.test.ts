@@ -118,6 +118,30 @@ for (const setup of SETUPS) {
       },
     );
 
+    it('normal channel: Node send with normalChannelSharding round-robin → Python receive', async () => {
+      // The opt-in for Django workers on several hosts: sends go to the hosts in turn, so each
+      // shard a channels_redis receive waits on gets one (order across shards is not kept).
+      const rr = new RedisChannelLayer({
+        hosts: redis.urls.slice(0, setup.hosts),
+        prefix,
+        normalChannelSharding: 'round-robin',
+        ...(setup.keys ? { symmetricEncryptionKeys: [...setup.keys] } : {}),
+      });
+      try {
+        const ch = name('normal.rr2py');
+        const sent = [0, 1, 2].map((i) => ({ type: 'normal', i }));
+        for (const m of sent) await rr.send(ch, m);
+        const got = [];
+        for (let i = 0; i < sent.length; i++) got.push(await py.receive(ch, 5));
+        assert.deepEqual(
+          got.map((m) => m.i as number).sort((a, b) => a - b),
+          [0, 1, 2],
+        );
+      } finally {
+        await rr.close();
+      }
+    });
+
     it('normal channel: Python several, Node several — FIFO per sender on 1 host, all arrive on 3', async () => {
       const ch = name('normal.fifo');
       for (let i = 0; i < 10; i++) await py.send(ch, { type: 'fifo', i });
