@@ -1,5 +1,5 @@
 /**
- * The "Talking to Django" example (examples/django-interop/, docs/talking-to-django.md) runs as
+ * The "Talking to Django" example (examples/django-interop/, README.md, "Talking to Django") runs as
  * documented: the Node service and the Django side as two real processes on one redis-server.
  */
 import assert from 'node:assert/strict';

@@ -1,5 +1,5 @@
 /**
- * The Node half of the Django interop example (docs/talking-to-django.md): a Node service that
+ * The Node half of the Django interop example (README.md, "Talking to Django"): a Node service that
  * sits in the same channel layer as a Django project, on the same Redis.
  *
  *   node --import tsx examples/django-interop/node-service.ts      # start this first
