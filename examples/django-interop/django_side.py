@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The Django half of the Django interop example (docs/talking-to-django.md).
+"""The Django half of the Django interop example (README.md, "Talking to Django").
 
 A stand-alone script so it runs without a project: it configures Django with the same
 CHANNEL_LAYERS block you would put in settings.py, then uses Channels' own
