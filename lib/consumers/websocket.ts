@@ -575,31 +575,52 @@ export function attachConsumers(
       return refuse(socket, 500);
     }
     consumers.add(consumer);
+    // Until the handshake is answered, read the socket ourselves: an unread socket never
+    // reports the FIN of a client that gave up. Bytes sent early (there should be none) are
+    // kept for ws, up to a limit.
+    const early: Buffer[] = head.length > 0 ? [Buffer.from(head)] : [];
+    let earlyBytes = head.length;
     let settled = false;
-    const gone = new Promise<void>((resolve) =>
-      socket.once('close', () => {
-        if (!settled) resolve();
-      }),
-    );
+    let markGone!: () => void;
+    const gone = new Promise<void>((resolve) => (markGone = resolve));
+    const onData = (chunk: Buffer): void => {
+      earlyBytes += chunk.length;
+      if (earlyBytes > 64 * 1024) socket.destroy();
+      else early.push(chunk);
+    };
+    const onGone = (): void => {
+      if (settled) return;
+      markGone();
+      socket.destroy(); // a client that half-closed cannot complete a handshake
+    };
+    socket.on('data', onData);
+    socket.once('end', onGone);
+    socket.once('close', onGone);
+    const unwatch = (): void => {
+      settled = true;
+      socket.removeListener('data', onData);
+      socket.removeListener('end', onGone);
+      socket.removeListener('close', onGone);
+      socket.removeListener('error', swallow);
+    };
     const handshake: Handshake = {
       socket,
       gone,
       upgrade: (subprotocol) =>
         new Promise((resolve) => {
-          settled = true;
-          socket.removeListener('error', swallow);
+          unwatch();
           if (!socket.readable || !socket.writable || socket.destroyed) {
             socket.destroy();
             return resolve(undefined);
           }
           if (subprotocol !== undefined) subprotocolFor.set(req, subprotocol);
           counts.accepted++;
-          wss.handleUpgrade(req, socket, head, (ws) => resolve(ws));
+          // Synchronous up to ws's own 'data' listener, so no byte is lost in between.
+          wss.handleUpgrade(req, socket, Buffer.concat(early), (ws) => resolve(ws));
         }),
       reject: (status) => {
-        settled = true;
+        unwatch();
         counts.refused++;
-        socket.removeListener('error', swallow);
         refuse(socket, status);
       },
     };
