@@ -45,7 +45,13 @@ function serializers(): void {
   const mp = { enc: new Encoder(), dec: new Decoder() };
   const packr = new Packr({ useRecords: false, variableMapSize: true });
   console.log('\nserializers: µs per encode / decode (same message), and bytes identical to ours');
-  console.log('size'.padEnd(8) + 'library'.padEnd(26) + 'encode'.padStart(9) + 'decode'.padStart(9) + '  same bytes');
+  console.log(
+    'size'.padEnd(8) +
+      'library'.padEnd(26) +
+      'encode'.padStart(9) +
+      'decode'.padStart(9) +
+      '  same bytes',
+  );
   for (const size of [200, 64 * 1024]) {
     const m = message(size);
     const bytes = ours.encode(m);
@@ -71,21 +77,31 @@ function serializers(): void {
 function encryption(): void {
   const keys = ['bench-secret-1', 'bench-secret-0'];
   const codecs: Array<[string, Codec]> = [
-    ['none', new Codec({ serializer: msgpackSerializer, prefixLength: 12, maxMessageBytes: 1 << 22 })],
-    ...(['fernet', 'secretbox'] as const).map(
-      (name): [string, Codec] => [
-        name,
-        new Codec({
-          serializer: msgpackSerializer,
-          crypter: createCrypter({ keys, encryption: name, ttlSeconds: 70 }),
-          prefixLength: 12,
-          maxMessageBytes: 1 << 22,
-        }),
-      ],
-    ),
+    [
+      'none',
+      new Codec({ serializer: msgpackSerializer, prefixLength: 12, maxMessageBytes: 1 << 22 }),
+    ],
+    ...(['fernet', 'secretbox'] as const).map((name): [string, Codec] => [
+      name,
+      new Codec({
+        serializer: msgpackSerializer,
+        crypter: createCrypter({ keys, encryption: name, ttlSeconds: 70 }),
+        prefixLength: 12,
+        maxMessageBytes: 1 << 22,
+      }),
+    ]),
   ];
-  console.log('\nencryption: µs per message through the core Codec (serialize+encrypt+frame / reverse)');
-  console.log('size'.padEnd(8) + 'encryption'.padEnd(12) + 'encode'.padStart(9) + 'decode'.padStart(9) + 'payload B'.padStart(11) + '  ×none (enc+dec)');
+  console.log(
+    '\nencryption: µs per message through the core Codec (serialize+encrypt+frame / reverse)',
+  );
+  console.log(
+    'size'.padEnd(8) +
+      'encryption'.padEnd(12) +
+      'encode'.padStart(9) +
+      'decode'.padStart(9) +
+      'payload B'.padStart(11) +
+      '  ×none (enc+dec)',
+  );
   for (const size of [200, 64 * 1024]) {
     const m = message(size);
     let none = 0;

@@ -51,7 +51,9 @@ class ChannelLayerManager {
     }
     for (const [alias, config] of Object.entries(configs)) {
       if (!BACKENDS[config?.BACKEND]) {
-        throw new ConfigurationError(`Unknown BACKEND "${String(config?.BACKEND)}" for alias "${alias}"`);
+        throw new ConfigurationError(
+          `Unknown BACKEND "${String(config?.BACKEND)}" for alias "${alias}"`,
+        );
       }
       // Bad options (a bare string for hosts, an unknown serializerFormat, …) fail here, as
       // API.md asks, rather than at the first getChannelLayer(). Nothing is built or connected.

@@ -93,8 +93,15 @@ export const DEFAULTS = {
 } as const;
 
 function positive(name: string, value: unknown, { integer = false } = {}): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || (integer && !Number.isInteger(value))) {
-    throw new ConfigurationError(`${name} must be a positive ${integer ? 'integer' : 'number'}, got ${String(value)}`);
+  if (
+    typeof value !== 'number' ||
+    !Number.isFinite(value) ||
+    value <= 0 ||
+    (integer && !Number.isInteger(value))
+  ) {
+    throw new ConfigurationError(
+      `${name} must be a positive ${integer ? 'integer' : 'number'}, got ${String(value)}`,
+    );
   }
   return value;
 }
@@ -134,12 +141,15 @@ function compileCapacities(rules: CapacityRules | undefined): Array<[RegExp, num
     positive(`channelCapacity[${String(pattern)}]`, cap, { integer: true });
     if (pattern instanceof RegExp) return [pattern, cap];
     if (typeof pattern === 'string') return [globToRegExp(pattern), cap];
-    throw new ConfigurationError(`channelCapacity pattern must be a glob string or RegExp, got ${String(pattern)}`);
+    throw new ConfigurationError(
+      `channelCapacity pattern must be a glob string or RegExp, got ${String(pattern)}`,
+    );
   });
 }
 
 export function resolveOptions(input: LayerOptions = {}): ResolvedOptions {
-  if (input === null || typeof input !== 'object') throw new ConfigurationError('options must be an object');
+  if (input === null || typeof input !== 'object')
+    throw new ConfigurationError('options must be an object');
   const hosts = input.hosts ?? [...DEFAULTS.hosts];
   if (!Array.isArray(hosts)) {
     throw new ConfigurationError('hosts must be a list of Redis hosts, even if there is only one');
@@ -159,10 +169,13 @@ export function resolveOptions(input: LayerOptions = {}): ResolvedOptions {
   const prefix = input.prefix ?? DEFAULTS.prefix;
   if (typeof prefix !== 'string') throw new ConfigurationError('prefix must be a string');
   const serializerFormat = input.serializerFormat ?? DEFAULTS.serializerFormat;
-  if (typeof serializerFormat !== 'string') throw new ConfigurationError('serializerFormat must be a string');
+  if (typeof serializerFormat !== 'string')
+    throw new ConfigurationError('serializerFormat must be a string');
   const randomPrefixLength = input.randomPrefixLength ?? DEFAULTS.randomPrefixLength;
   if (!Number.isInteger(randomPrefixLength) || randomPrefixLength < 0) {
-    throw new ConfigurationError(`randomPrefixLength must be a non-negative integer, got ${randomPrefixLength}`);
+    throw new ConfigurationError(
+      `randomPrefixLength must be a non-negative integer, got ${randomPrefixLength}`,
+    );
   }
   return {
     hosts,
@@ -172,18 +185,27 @@ export function resolveOptions(input: LayerOptions = {}): ResolvedOptions {
     capacity: positive('capacity', input.capacity ?? DEFAULTS.capacity, { integer: true }),
     capacityRules: compileCapacities(input.channelCapacity),
     // An empty list means no encryption, as in channels_redis; createCrypter checks the rest.
-    symmetricEncryptionKeys: Array.isArray(keys) && keys.length === 0 ? undefined : (keys ?? undefined),
+    symmetricEncryptionKeys:
+      Array.isArray(keys) && keys.length === 0 ? undefined : (keys ?? undefined),
     encryption: input.encryption ?? DEFAULTS.encryption,
     randomPrefixLength,
     serializerFormat,
-    maxMessageBytes: positive('maxMessageBytes', input.maxMessageBytes ?? DEFAULTS.maxMessageBytes, {
-      integer: true,
-    }),
+    maxMessageBytes: positive(
+      'maxMessageBytes',
+      input.maxMessageBytes ?? DEFAULTS.maxMessageBytes,
+      {
+        integer: true,
+      },
+    ),
     sharding,
     normalChannelSharding,
-    commandTimeoutMs: positive('commandTimeoutMs', input.commandTimeoutMs ?? DEFAULTS.commandTimeoutMs, {
-      integer: true,
-    }),
+    commandTimeoutMs: positive(
+      'commandTimeoutMs',
+      input.commandTimeoutMs ?? DEFAULTS.commandTimeoutMs,
+      {
+        integer: true,
+      },
+    ),
     fernetTtlSlack: nonNegative('fernetTtlSlack', input.fernetTtlSlack ?? DEFAULTS.fernetTtlSlack),
   };
 }
@@ -222,7 +244,8 @@ export function fromDjangoConfig(config: Record<string, unknown>): LayerOptions 
     opts.hosts = opts.hosts.map((entry: unknown) => {
       // Django's `("localhost", 6379)` arrives from JSON as a two-element array.
       if (Array.isArray(entry)) return `redis://${entry[0]}:${entry[1] ?? 6379}`;
-      if (entry !== null && typeof entry === 'object') return camelKeys(entry as Record<string, unknown>);
+      if (entry !== null && typeof entry === 'object')
+        return camelKeys(entry as Record<string, unknown>);
       return entry;
     });
   }

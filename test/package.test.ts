@@ -8,15 +8,18 @@ import { test } from 'node:test';
 
 const root = resolve(import.meta.dirname, '..');
 
-test('import from "chanlayer" works in a dependent project', { skip: !existsSync(join(root, 'dist/index.js')) && 'run npm run build first' }, () => {
-  const dir = mkdtempSync(join(tmpdir(), 'chanlayer-dep-'));
-  try {
-    mkdirSync(join(dir, 'node_modules'));
-    symlinkSync(root, join(dir, 'node_modules', 'chanlayer'), 'dir');
-    writeFileSync(join(dir, 'package.json'), '{"type":"module"}');
-    writeFileSync(
-      join(dir, 'main.js'),
-      `import { InMemoryChannelLayer, ChannelFull, getChannelLayer } from 'chanlayer';
+test(
+  'import from "chanlayer" works in a dependent project',
+  { skip: !existsSync(join(root, 'dist/index.js')) && 'run npm run build first' },
+  () => {
+    const dir = mkdtempSync(join(tmpdir(), 'chanlayer-dep-'));
+    try {
+      mkdirSync(join(dir, 'node_modules'));
+      symlinkSync(root, join(dir, 'node_modules', 'chanlayer'), 'dir');
+      writeFileSync(join(dir, 'package.json'), '{"type":"module"}');
+      writeFileSync(
+        join(dir, 'main.js'),
+        `import { InMemoryChannelLayer, ChannelFull, getChannelLayer } from 'chanlayer';
        const layer = new InMemoryChannelLayer({ capacity: 1 });
        const ch = await layer.newChannel();
        await layer.send(ch, { type: 'hello', n: 1 });
@@ -24,10 +27,15 @@ test('import from "chanlayer" works in a dependent project', { skip: !existsSync
        const got = await layer.receive(ch);
        await layer.close();
        console.log(JSON.stringify({ got, full, configured: getChannelLayer() !== undefined }));`,
-    );
-    const out = execFileSync(process.execPath, ['main.js'], { cwd: dir, encoding: 'utf8' });
-    assert.deepEqual(JSON.parse(out), { got: { type: 'hello', n: 1 }, full: true, configured: true });
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+      );
+      const out = execFileSync(process.execPath, ['main.js'], { cwd: dir, encoding: 'utf8' });
+      assert.deepEqual(JSON.parse(out), {
+        got: { type: 'hello', n: 1 },
+        full: true,
+        configured: true,
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);

@@ -3,7 +3,13 @@
  * lookup, and EventEmitter plumbing ('disconnect'/'reconnect', 'error' only when listened to).
  */
 import { EventEmitter } from 'node:events';
-import { capacityFor, resolveOptions, type LayerOptions, type Logger, type ResolvedOptions } from '../config.ts';
+import {
+  capacityFor,
+  resolveOptions,
+  type LayerOptions,
+  type Logger,
+  type ResolvedOptions,
+} from '../config.ts';
 import { LayerClosed } from '../errors.ts';
 import { Codec } from '../serde/codec.ts';
 import { createCrypter } from '../serde/crypter.ts';
@@ -51,7 +57,11 @@ export abstract class BaseLayer extends EventEmitter {
       crypter:
         keys === undefined
           ? undefined
-          : createCrypter({ keys, encryption: this.options.encryption, ...(ttlSeconds === undefined ? {} : { ttlSeconds }) }),
+          : createCrypter({
+              keys,
+              encryption: this.options.encryption,
+              ...(ttlSeconds === undefined ? {} : { ttlSeconds }),
+            }),
       prefixLength,
       maxMessageBytes: this.options.maxMessageBytes,
     });

@@ -14,7 +14,10 @@ import { BaseLayer } from './base.ts';
 
 export type InMemoryOptions = Omit<LayerOptions, 'hosts' | 'sharding' | 'randomPrefixLength'>;
 
-export class InMemoryChannelLayer<M extends Message = Message> extends BaseLayer implements ChannelLayer<M> {
+export class InMemoryChannelLayer<M extends Message = Message>
+  extends BaseLayer
+  implements ChannelLayer<M>
+{
   private readonly clientPrefix = randomUUID().replaceAll('-', '');
   private readonly mailboxes: Mailboxes<Buffer>;
   /** group → (channel → membership expiry time). */

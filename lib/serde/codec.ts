@@ -20,7 +20,9 @@ export interface CodecOptions {
 /** A user message must be a plain object and must not use the routing field. */
 export function assertMessage(message: unknown): asserts message is Record<string, unknown> {
   if (message === null || typeof message !== 'object' || !isPlainObject(message)) {
-    throw new TypeError(`message must be a plain object, got ${message === null ? 'null' : describe(message)}`);
+    throw new TypeError(
+      `message must be a plain object, got ${message === null ? 'null' : describe(message)}`,
+    );
   }
   if (Object.hasOwn(message, CHANNEL_FIELD)) {
     throw new TypeError(`message must not contain the reserved key "${CHANNEL_FIELD}"`);
@@ -48,7 +50,9 @@ export class Codec {
     }
     const sealed = this.crypter ? this.crypter.encrypt(body) : body;
     if (this.prefixLength > 0) return frame(sealed, this.prefixLength);
-    return Buffer.isBuffer(sealed) ? sealed : Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength);
+    return Buffer.isBuffer(sealed)
+      ? sealed
+      : Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength);
   }
 
   /** Throws UnreadablePayload for anything that is not a message this codec wrote. */
@@ -59,7 +63,9 @@ export class Codec {
       value = this.serializer.deserialize(this.crypter ? this.crypter.decrypt(sealed) : sealed);
     } catch (err) {
       if (err instanceof UnreadablePayload) throw err;
-      throw new UnreadablePayload(`cannot decode payload: ${(err as Error).message}`, { cause: err });
+      throw new UnreadablePayload(`cannot decode payload: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
     if (value === null || typeof value !== 'object' || Array.isArray(value)) {
       throw new UnreadablePayload('payload is not a message (not a map)');

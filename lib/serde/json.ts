@@ -46,6 +46,8 @@ export const jsonSerializer: Serializer = {
     return Buffer.from(JSON.stringify(message), 'utf8');
   },
   deserialize(bytes) {
-    return JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
+    return JSON.parse(
+      Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'),
+    );
   },
 };

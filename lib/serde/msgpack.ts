@@ -315,7 +315,12 @@ class Reader {
       const value = this.value(depth + 1);
       // A `__proto__` key from the wire must stay data, never become the prototype.
       if (key === '__proto__') {
-        Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
+        Object.defineProperty(out, key, {
+          value,
+          enumerable: true,
+          writable: true,
+          configurable: true,
+        });
       } else out[key] = value;
     }
     return out;
@@ -330,7 +335,9 @@ function narrow(n: bigint): number | bigint {
 }
 
 export function decode(bytes: Uint8Array): unknown {
-  const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const buf = Buffer.isBuffer(bytes)
+    ? bytes
+    : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const reader = new Reader(buf);
   const value = reader.value(0);
   if (reader.pos !== buf.length) throw new MsgpackDecodeError('trailing bytes after msgpack value');
