@@ -161,7 +161,7 @@ async function main(): Promise<void> {
   process.stdout.write(`  layer: ${chat.layer.constructor.name}; Ctrl-C to stop\n`);
 
   let stopping = false;
-  const stop = (signal: NodeJS.Signals): void => {
+  const stop = (signal: string): void => {
     if (stopping) {
       process.stderr.write(`${signal} again: exiting now\n`);
       process.exit(130);
@@ -173,9 +173,14 @@ async function main(): Promise<void> {
       process.stderr.write('shutdown took over 10 s; exiting\n');
       process.exit(1);
     }, 10_000).unref();
+    const watchingStdin = process.env.CHAT_DEMO_EXIT_WITH_STDIN === '1';
     chat.close().then(
-      () => process.stdout.write('stopped\n'),
+      () => {
+        if (watchingStdin) process.stdin.destroy();
+        process.stdout.write('stopped\n');
+      },
       (err: unknown) => {
+        if (watchingStdin) process.stdin.destroy();
         process.stderr.write(`error while shutting down: ${(err as Error).message}\n`);
         process.exitCode = 1;
       },
@@ -183,6 +188,14 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+  // For supervisors (the browser test): stop when the parent's end of stdin closes, which
+  // happens however the parent dies, SIGKILL included.
+  if (process.env.CHAT_DEMO_EXIT_WITH_STDIN === '1') {
+    process.stdin.once('close', () => {
+      if (!stopping) stop('stdin closed');
+    });
+    process.stdin.resume();
+  }
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
