@@ -4,13 +4,19 @@
  * layer messages to the socket, disconnect cleanup, server shutdown, and backpressure bounds.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import path from 'node:path';
 import { setImmediate as tick } from 'node:timers/promises';
+import { promisify } from 'node:util';
 import { WebSocket } from 'ws';
+import { startChatServer, type ChatServer } from '../examples/chat/server.ts';
 import {
   InMemoryChannelLayer,
+  RedisChannelLayer,
+  RedisPubSubChannelLayer,
   WebSocketConsumer,
   attachConsumers,
   type AttachOptions,
@@ -19,6 +25,7 @@ import {
   type ReceivedFrame,
   type Routes,
 } from '../lib/index.ts';
+import { startRedis, type RedisGroup } from './harness/redis.ts';
 
 interface Served {
   url: string;
@@ -503,6 +510,66 @@ describe('backpressure', () => {
     await served.close();
     await layer.close();
   });
+});
+
+describe('chat demo: two servers on one Redis, and Django (no browser)', () => {
+  const execFileAsync = promisify(execFile);
+  const SEND = path.join(import.meta.dirname, 'fixtures', 'django_chat_send.py');
+  let redis: RedisGroup;
+  before(async () => {
+    redis = await startRedis();
+  });
+  after(() => redis.stop());
+
+  for (const kind of ['core', 'pubsub'] as const) {
+    test(`${kind} layer: rooms are shared across processes and reachable from channels_redis`, async () => {
+      const Layer = kind === 'core' ? RedisChannelLayer : RedisPubSubChannelLayer;
+      const servers: ChatServer[] = await Promise.all([
+        startChatServer({ port: 0, layer: new Layer({ hosts: redis.urls }) }),
+        startChatServer({ port: 0, layer: new Layer({ hosts: redis.urls }) }),
+      ]);
+      try {
+        const wsUrl = (s: ChatServer, room: string): string =>
+          `${s.url.replace('http:', 'ws:')}ws/chat/${room}/`;
+        const a = await open(wsUrl(servers[0]!, 'lobby'));
+        const b = await open(wsUrl(servers[1]!, 'lobby'));
+        const other = await open(wsUrl(servers[1]!, 'other'));
+        await assert.rejects(open(wsUrl(servers[0]!, 'bad%20room')), { status: 403 });
+
+        const atB = nextMessage(b);
+        const atA = nextMessage(a);
+        a.send(JSON.stringify({ message: `hi from A (${kind})` }));
+        assert.deepEqual(JSON.parse((await atB).data.toString()), {
+          message: `hi from A (${kind})`,
+        });
+        assert.deepEqual(JSON.parse((await atA).data.toString()), {
+          message: `hi from A (${kind})`,
+        });
+
+        const fromDjango = `hello from channels_redis.${kind}`;
+        const both = Promise.all([nextMessage(a), nextMessage(b)]);
+        const { stdout } = await execFileAsync(
+          '/usr/bin/python3',
+          [SEND, redis.urls[0]!, 'chat_lobby', fromDjango, kind],
+          { timeout: 30_000 },
+        );
+        assert.equal(stdout.trim(), 'sent');
+        for (const m of await both) {
+          assert.deepEqual(JSON.parse(m.data.toString()), { message: fromDjango });
+        }
+
+        // 'other' got nothing of the lobby: its first message is its own.
+        const own = nextMessage(other);
+        other.send(JSON.stringify({ message: 'other room' }));
+        assert.deepEqual(JSON.parse((await own).data.toString()), { message: 'other room' });
+
+        for (const c of [a, b, other]) c.close();
+        await Promise.all([a, b, other].map(closed));
+      } finally {
+        await Promise.all(servers.map((s) => s.close()));
+      }
+    });
+  }
 });
 
 function countResources(): Record<string, number> {
