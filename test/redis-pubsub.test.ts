@@ -33,6 +33,7 @@ import {
   type RedisGroup,
   type RedisServer,
 } from './harness/redis.ts';
+import { startProxy, type RedisProxy } from './harness/proxy.ts';
 
 const INDEX_URL = pathToFileURL(path.join(import.meta.dirname, '..', 'lib', 'index.ts')).href;
 
@@ -853,6 +854,144 @@ describe('RedisPubSubChannelLayer across a Redis restart', () => {
     // One report per outage, not one per retry.
     assert.equal(errors.length, 1);
     await Promise.all([quiet.close(), loud.close()]);
+  });
+});
+
+describe('RedisPubSubChannelLayer subscriber connection handshake (3 hosts)', () => {
+  // The Pub/Sub bench once stalled on 3 hosts with "Connection in subscriber mode, only
+  // subscriber commands may be used" and lost a message: ioredis writes SUBSCRIBE during its
+  // connection handshake, so a command of the handshake sent after Redis confirmed it (the
+  // ready check's INFO) was refused and the connection dropped with its subscription; and a
+  // SUBSCRIBE written mid-handshake was lost when the connection dropped before it was ready.
+  // SUBSCRIBEs must wait for the connection to be ready. A proxy per host controls the wire.
+  let redis: RedisGroup;
+  let proxies: RedisProxy[];
+  before(async () => {
+    redis = await startRedis({ count: 3 });
+    proxies = await Promise.all(redis.servers.map((s) => startProxy(s.port)));
+  });
+  after(async () => {
+    await Promise.all(proxies.map((p) => p.close()));
+    await redis.stop();
+  });
+
+  const subscriberModeErrors = (layer: { log: Captured }, errors: unknown[]): string[] =>
+    [...layer.log.warnings, ...errors.map((e) => String((e as Error)?.message ?? e))].filter((m) =>
+      /subscriber mode/.test(m),
+    );
+
+  /** Every channel gets a message sent to it (so every subscription is live). */
+  async function roundTrip(layer: RedisPubSubChannelLayer, channels: string[]): Promise<void> {
+    await Promise.all(channels.map((ch, i) => layer.send(ch, { type: 'rt', i })));
+    const got = await within(
+      Promise.all(channels.map((ch) => layer.receive(ch))),
+      5000,
+      'a message on every channel',
+    );
+    assert.deepEqual(
+      got.map((m) => m.i),
+      channels.map((_, i) => i),
+    );
+  }
+
+  async function subscribedPerShard(): Promise<number[]> {
+    return Promise.all(
+      redis.servers.map(
+        async (s) => ((await redisCommand(s.port, ['PUBSUB', 'CHANNELS', '*'])) as string[]).length,
+      ),
+    );
+  }
+
+  async function handshakeLayer(): Promise<{
+    layer: RedisPubSubChannelLayer & { log: Captured };
+    errors: unknown[];
+    made: Promise<string>[];
+  }> {
+    for (const p of proxies) p.hold = true;
+    const layer = makeLayer(proxies.map((p) => p.url));
+    const errors: unknown[] = [];
+    layer.on('error', (err) => errors.push(err));
+    // Sockets connected, handshake replies held: the connections are in ioredis's 'connect'.
+    await Promise.all(layer['subscriptions'].map((s) => once(s.client, 'connect')));
+    const made = Array.from({ length: 12 }, () => layer.newChannel());
+    for (const m of made) m.catch(() => {});
+    await new Promise((r) => setTimeout(r, 50));
+    return { layer, errors, made };
+  }
+
+  test('handshake replies and SUBSCRIBE confirmations in one chunk: no command refused', async () => {
+    const { layer, errors, made } = await handshakeLayer();
+    for (const p of proxies) p.release();
+    const channels = await within(Promise.all(made), 5000, 'every newChannel to resolve');
+    await roundTrip(layer, channels);
+    assert.deepEqual(subscriberModeErrors(layer, errors), []);
+    assert.deepEqual(errors, []);
+    assert.equal(layer.stats().disconnects, 0);
+    await layer.close();
+  });
+
+  test('connection cut mid-handshake: the SUBSCRIBEs asked for meanwhile are not lost', async () => {
+    const { layer, errors, made } = await handshakeLayer();
+    for (const p of proxies) {
+      p.hold = false;
+      p.cut();
+    }
+    const channels = await within(Promise.all(made), 5000, 'every newChannel to resolve');
+    await roundTrip(layer, channels);
+    assert.deepEqual(subscriberModeErrors(layer, errors), []);
+    assert.equal(layer.subscriptionCount, 12);
+    await layer.close();
+  });
+
+  test('stress: newChannel/send/receive on 3 hosts while connections are cut, mid-handshake too', async () => {
+    const layer = makeLayer(proxies.map((p) => p.url));
+    const errors: unknown[] = [];
+    layer.on('error', (err) => errors.push(err));
+    const random = prng(9);
+    const channels: string[] = [];
+    let chaos = true;
+    // Cut a random host every 20–120 ms; half the time hold its next handshake for a while.
+    const chaosLoop = (async () => {
+      while (chaos) {
+        await new Promise((r) => setTimeout(r, 20 + random() * 100));
+        const p = proxies[Math.floor(random() * proxies.length)]!;
+        p.cut();
+        if (random() < 0.5) {
+          p.hold = true;
+          setTimeout(() => p.release(), 5 + random() * 40);
+        }
+      }
+    })();
+    const workers = Array.from({ length: 8 }, async (_, w) => {
+      const deadline = Date.now() + 2500;
+      while (Date.now() < deadline) {
+        const ch = await within(layer.newChannel(), 10_000, 'newChannel under reconnects');
+        channels.push(ch);
+        // At most once while hosts drop: a message may be gone, never duplicated or stuck.
+        await layer.send(ch, { type: 'w', w }).catch(() => {});
+        const ac = new AbortController();
+        const timer = setTimeout(() => ac.abort(), 100);
+        await layer.receive(ch, { signal: ac.signal }).catch(() => {});
+        clearTimeout(timer);
+      }
+    });
+    try {
+      await Promise.all(workers);
+    } finally {
+      chaos = false;
+      await chaosLoop;
+      for (const p of proxies) p.release();
+    }
+    assert.ok(channels.length > 50, `only ${channels.length} channels made`);
+    // Once the hosts stay up, every subscription is back and live.
+    await waitFor(
+      async () =>
+        (await subscribedPerShard()).reduce((a, b) => a + b, 0) === layer.subscriptionCount,
+      { what: 'every subscription back in Redis' },
+    );
+    await roundTrip(layer, channels);
+    assert.deepEqual(subscriberModeErrors(layer, errors), []);
+    await layer.close();
   });
 });
 

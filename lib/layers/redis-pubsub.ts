@@ -122,7 +122,8 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
       (shard) =>
         new Subscriptions(
           shard,
-          (name, payload) => this.dispatch(name, payload),
+          // Names are ASCII (names.ts): latin1 decodes them exactly, and faster than utf8.
+          (name, payload) => this.dispatch(name.toString('latin1'), payload),
           (err, context) => this.reportError(err, `shard ${shard.index}: ${context}`),
         ),
     );
@@ -503,7 +504,8 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
       return;
     }
     const epoch = ++health.epoch;
-    this.subscriptions[index]!.resubscribe().then(
+    // Subscriptions resubscribed everything as the connection became ready; wait for it.
+    this.subscriptions[index]!.resubscribed().then(
       () => {
         if (epoch === health.epoch) this.markUp(index, role);
       },

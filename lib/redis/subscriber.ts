@@ -2,16 +2,23 @@
  * The Pub/Sub subscriptions of one shard, on that shard's one dedicated subscriber connection.
  *
  * - Reference-counted: `acquire(name)` subscribes on the first holder, `release(name)`
- *   unsubscribes when the last holder lets go. Both resolve once Redis confirmed the command.
- * - Ordered: every SUBSCRIBE/UNSUBSCRIBE is written synchronously, in call order, on a single
- *   connection, so the commands for one name reach Redis in the order the holders changed and
- *   the last command sent for a name always matches `wanted` — no interleaving of concurrent
- *   add/discard calls can leave Redis in a state the local bookkeeping does not describe.
- * - Reconnects: ioredis' `autoResubscribe` is off. On every reconnect `resubscribe()` sends
- *   SUBSCRIBE for the whole `wanted` set (chunked) and resolves once Redis confirmed it — that is
- *   what lets the layer emit 'reconnect' only when every subscription is back. ioredis resends
- *   commands that were in flight when the connection dropped after these, which is harmless:
- *   for each name the last of them still matches `wanted`.
+ *   unsubscribes when the last holder lets go. `acquire` resolves once Redis confirmed the
+ *   subscription, `release` once Redis confirmed the UNSUBSCRIBE (or the connection is gone).
+ * - Written only to a ready connection. While the connection is anything but 'ready' nothing
+ *   is written or queued: `wanted` alone says what should be subscribed, and every time the
+ *   connection becomes ready (first connect and each reconnect) the whole `wanted` set is
+ *   subscribed (chunked) before anything else. That is what keeps non-subscriber commands off
+ *   a connection in subscriber mode: ioredis writes SUBSCRIBE (a 'loading'-flagged command)
+ *   during its handshake, before the ready check's INFO, and a SUBSCRIBE confirmed before that
+ *   INFO went out made ioredis refuse it ("Connection in subscriber mode, only subscriber
+ *   commands may be used"), drop the connection and lose the subscription (the Pub/Sub bench
+ *   stall on 3 hosts). Holding SUBSCRIBEs until 'ready' lets the subscriber connection keep
+ *   ioredis's ready check, so on a Sentinel shard it is verified to be on the master too.
+ * - Ordered: while ready, every SUBSCRIBE/UNSUBSCRIBE is written synchronously, in call order,
+ *   on the one connection, so for each name the last command sent matches `wanted`. Commands
+ *   in flight when the connection drops are rejected (not resent by ioredis after the
+ *   reconnect, where they could contradict `wanted`); the resubscription on 'ready' settles
+ *   every acquire still waiting for its confirmation.
  */
 import type { Redis } from 'ioredis';
 import type { Shard } from './shard.ts';
@@ -19,50 +26,89 @@ import type { Shard } from './shard.ts';
 /** Names per SUBSCRIBE command when resubscribing, so no single command is huge. */
 const RESUBSCRIBE_CHUNK = 1000;
 
-interface Entry {
-  refs: number;
-  /** Settles when Redis confirmed the SUBSCRIBE that made this name wanted. */
-  ready: Promise<void>;
+/** Holders of a name whose SUBSCRIBE is not confirmed yet. */
+interface Pending {
+  readonly promise: Promise<void>;
+  resolve(): void;
+  reject(err: unknown): void;
 }
 
 const noop = (): void => {};
+const resolved: Promise<void> = Promise.resolve();
+
+function pending(): Pending {
+  let resolve!: () => void;
+  let reject!: (err: unknown) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  // Callers await it; this only keeps an unawaited failure from becoming unhandled.
+  promise.catch(noop);
+  return { promise, resolve, reject };
+}
 
 export class Subscriptions {
   readonly client: Redis;
-  private readonly wanted = new Map<string, Entry>();
+  /**
+   * Name → number of holders. A plain number per name (no object, no promise once confirmed):
+   * 100,000 idle channels are 100,000 of these.
+   */
+  private readonly wanted = new Map<string, number>();
+  /** Wanted names whose SUBSCRIBE Redis has not confirmed yet on the current connection. */
+  private readonly unconfirmed = new Map<string, Pending>();
+  /** Settles when the subscription of the whole `wanted` set on the last 'ready' is confirmed. */
+  private synced: Promise<void> = resolved;
   private closed = false;
 
   constructor(
     shard: Shard,
-    onMessage: (name: string, payload: Buffer) => void,
+    onMessage: (name: Buffer, payload: Buffer) => void,
     private readonly onError: (err: unknown, context: string) => void,
   ) {
-    // No ready check: ioredis writes SUBSCRIBE (a 'loading'-flagged command) as soon as the
-    // socket connects, and the ready check's INFO sent after the SUBSCRIBE reply would then be
-    // refused in subscriber mode, making ioredis drop the connection — and the subscription.
-    this.client = shard.connect('subscriber', { autoResubscribe: false, enableReadyCheck: false });
-    this.client.on('messageBuffer', (name: Buffer, payload: Buffer) =>
-      onMessage(name.toString(), payload),
-    );
+    // autoResubscribe off: resubscribing is ours (resolves the pending acquires). The ready
+    // check stays on (INFO before any SUBSCRIBE: see above; Sentinel: the role is checked).
+    this.client = shard.connect('subscriber', {
+      autoResubscribe: false,
+      autoResendUnfulfilledCommands: false,
+    });
+    this.client.on('messageBuffer', onMessage);
+    // Before the shard's own 'ready' listener, which reports 'up': the layer then awaits
+    // `resubscribed()` of this very connection.
+    this.client.prependListener('ready', () => this.subscribeAll());
+    // In-flight (UN)SUBSCRIBEs of a dropped connection: reject them now. ioredis would leave
+    // them unsettled (nothing resent) — `wanted` is resubscribed on 'ready' instead.
+    this.client.on('close', () => {
+      (this.client as unknown as { flushQueue(err: Error, o: object): void }).flushQueue(
+        new Error('Connection is closed.'),
+        { offlineQueue: false },
+      );
+    });
   }
 
   /** Adds a holder of `name`; resolves once Redis confirmed the subscription. */
   acquire(name: string): Promise<void> {
-    const entry = this.wanted.get(name);
-    if (entry) {
-      entry.refs++;
-      return entry.ready;
+    const refs = this.wanted.get(name);
+    if (refs !== undefined) {
+      this.wanted.set(name, refs + 1);
+      return this.unconfirmed.get(name)?.promise ?? resolved;
     }
-    const ready = this.client.subscribe(name).then(noop);
-    // Callers await it; this only keeps an unawaited failure from becoming unhandled.
-    ready.catch(noop);
-    this.wanted.set(name, { refs: 1, ready });
-    return ready;
+    this.wanted.set(name, 1);
+    const wait = pending();
+    this.unconfirmed.set(name, wait);
+    // Not ready: subscribeAll() sends it when the connection is.
+    if (this.client.status === 'ready') {
+      this.client.subscribe(name).then(
+        () => this.confirmed(name, wait),
+        (err: unknown) => this.failed(name, wait, err),
+      );
+    }
+    return wait.promise;
   }
 
   /** The pending or confirmed subscription of a held name. */
   ready(name: string): Promise<void> {
-    return this.wanted.get(name)?.ready ?? Promise.resolve();
+    return this.unconfirmed.get(name)?.promise ?? resolved;
   }
 
   /**
@@ -71,22 +117,33 @@ export class Subscriptions {
    * it will be resubscribed without this name after the reconnect).
    */
   release(name: string): Promise<void> {
-    const entry = this.wanted.get(name);
-    if (!entry || --entry.refs > 0) return Promise.resolve();
+    const refs = this.wanted.get(name);
+    if (refs === undefined) return resolved;
+    if (refs > 1) {
+      this.wanted.set(name, refs - 1);
+      return resolved;
+    }
     this.wanted.delete(name);
+    // Its holders asked for it and let go of it: what they wait for is over, not failed.
+    const wait = this.unconfirmed.get(name);
+    if (wait) {
+      this.unconfirmed.delete(name);
+      wait.resolve();
+    }
+    // Not ready: the next connection starts without it (subscribeAll() skips it).
+    if (this.client.status !== 'ready') return resolved;
     return this.client.unsubscribe(name).then(noop, (err: unknown) => {
-      if (!this.closed) this.onError(err, `UNSUBSCRIBE ${name}`);
+      if (!this.closed && this.client.status === 'ready')
+        this.onError(err, `UNSUBSCRIBE ${name}`);
     });
   }
 
-  /** Subscribes every wanted name again (after a reconnect); resolves once all are confirmed. */
-  async resubscribe(): Promise<void> {
-    const names = [...this.wanted.keys()];
-    const replies: Promise<unknown>[] = [];
-    for (let i = 0; i < names.length; i += RESUBSCRIBE_CHUNK) {
-      replies.push(this.client.subscribe(...names.slice(i, i + RESUBSCRIBE_CHUNK)));
-    }
-    await Promise.all(replies);
+  /**
+   * Settles once every wanted name is subscribed on the current connection (the subscription
+   * started when it became ready); rejects if the connection dropped first.
+   */
+  resubscribed(): Promise<void> {
+    return this.synced;
   }
 
   /** Names currently wanted (subscribed or about to be). */
@@ -102,5 +159,45 @@ export class Subscriptions {
   close(): void {
     this.closed = true;
     this.wanted.clear();
+    this.unconfirmed.clear();
+  }
+
+  /** The connection became ready: subscribe every wanted name, first thing on it. */
+  private subscribeAll(): void {
+    if (this.closed) return;
+    const names = [...this.wanted.keys()];
+    const replies: Promise<void>[] = [];
+    for (let i = 0; i < names.length; i += RESUBSCRIBE_CHUNK) {
+      const chunk = names.slice(i, i + RESUBSCRIBE_CHUNK);
+      // Each chunk's acquires are settled when it is confirmed, not when all are.
+      const waits = chunk.map((name) => this.unconfirmed.get(name));
+      replies.push(
+        this.client.subscribe(...chunk).then(() => {
+          chunk.forEach((name, j) => {
+            const wait = waits[j];
+            if (wait) this.confirmed(name, wait);
+          });
+        }),
+      );
+    }
+    this.synced = Promise.all(replies).then(noop);
+    this.synced.catch(noop);
+  }
+
+  private confirmed(name: string, wait: Pending): void {
+    // A stale confirmation (the name was released, maybe re-acquired since) settles nothing new.
+    if (this.unconfirmed.get(name) !== wait) return;
+    this.unconfirmed.delete(name);
+    wait.resolve();
+  }
+
+  private failed(name: string, wait: Pending, err: unknown): void {
+    if (this.unconfirmed.get(name) !== wait) return;
+    // Lost with the connection: subscribeAll() retries it on the next 'ready'.
+    if (this.client.status !== 'ready') return;
+    // Refused by Redis (ACL…): nobody holds a subscription that does not exist.
+    this.unconfirmed.delete(name);
+    this.wanted.delete(name);
+    wait.reject(err);
   }
 }
