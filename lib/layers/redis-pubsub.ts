@@ -44,17 +44,36 @@ import { BaseLayer } from './base.ts';
 
 export type RedisPubSubOptions = Omit<LayerOptions, 'randomPrefixLength'>;
 
-interface ChannelState {
-  /** Made by `newChannel()` (as opposed to subscribed on first receive). */
-  readonly created: boolean;
-  /** Redis group channels this channel is a member of. */
-  readonly groups: Set<string>;
-  /** Settles when the channel's SUBSCRIBE is confirmed. */
-  readonly ready: Promise<void>;
-  live: boolean;
-  /** Receives waiting on this channel, so `deleteChannel()` can end them. */
-  readonly receivers: Set<AbortController>;
+/**
+ * One local channel. Kept small (100,000 idle channels are 100,000 of these): no promise once
+ * subscribed, no set until the channel joins a group, nothing per waiting receive.
+ */
+class ChannelState {
+  /** Redis group channels this channel is a member of (created on the first groupAdd). */
+  groups: Set<string> | undefined = undefined;
+  /** Settles when the channel's SUBSCRIBE is confirmed; dropped (undefined) once it is. */
+  ready: Promise<void> | undefined;
+
+  constructor(ready: Promise<void>) {
+    this.ready = ready;
+  }
 }
+
+/**
+ * What `deleteChannel()` hands to the receives still waiting on the channel it removes: they
+ * reject with its error. Going through the mailbox keeps receives free of any per-receive
+ * AbortController (the cost of 100,000 idle consumers).
+ */
+class Deleted {
+  constructor(readonly error: Error) {}
+}
+
+function unwrapDeleted<M>(message: M | Deleted): M {
+  if (message instanceof Deleted) throw message.error;
+  return message;
+}
+
+const noop = (): void => {};
 
 interface ShardHealth {
   /** Connections of the shard that dropped and are not back (subscriber: and resubscribed). */
@@ -80,7 +99,12 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
   private readonly subscriptions: Subscriptions[];
   private readonly health: ShardHealth[];
   private readonly placement: Placement;
-  private readonly mailboxes: Mailboxes<M>;
+  private readonly mailboxes: Mailboxes<M | Deleted>;
+  /** Per shard: turns a failed PUBLISH into the error send()/groupSend() reject with. */
+  private readonly publishFailed: Array<(err: unknown) => never>;
+  /** Shared continuations of send()/groupSend() (no closure per message). */
+  private readonly sentOne = (): void => this.count('sent');
+  private readonly groupSentOne = (): void => this.count('groupSends');
   /** Local channels this layer is subscribed to. */
   private readonly channels = new Map<string, ChannelState>();
   /** Redis group channel → (local member channel → membership expiry time). */
@@ -102,7 +126,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
       this.options.sharding === 'ring'
         ? ringPlacement(specs.map((s) => s.id))
         : crc32Placement(specs.length);
-    this.mailboxes = new Mailboxes<M>({
+    this.mailboxes = new Mailboxes<M | Deleted>({
       expiryMs: this.options.expiryMs,
       onExpired: (n) => this.count('expired', n),
     });
@@ -112,6 +136,9 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
       (spec, i) =>
         new Shard(i, spec, { commandTimeoutMs: this.options.commandTimeoutMs, failFast: true }),
     );
+    this.publishFailed = this.shards.map((shard) => (err: unknown): never => {
+      throw this.failure(shard.explain(err, 'the PUBLISH'));
+    });
     this.health = this.shards.map(() => ({
       down: new Set<Role>(),
       epoch: 0,
@@ -158,50 +185,68 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
   // ---------------------------------------------------------------------------------------
   // ChannelLayer
 
-  async send(channel: string, message: M): Promise<void> {
-    this.assertOpen();
-    assertChannelName(channel);
-    assertMessage(message);
-    await this.publish(channel, this.codec.encode(message));
-    this.count('sent');
+  send(channel: string, message: M): Promise<void> {
+    let payload: Buffer;
+    try {
+      this.assertOpen();
+      assertChannelName(channel);
+      assertMessage(message);
+      payload = this.codec.encode(message);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.publish(channel, payload, this.sentOne);
   }
 
-  async receive(channel: string, opts: ReceiveOptions = {}): Promise<M> {
-    this.assertOpen();
-    assertChannelName(channel);
-    const { signal } = opts;
-    if (signal?.aborted) throw abortReason(signal);
-    let state = this.channels.get(channel);
-    if (!state) {
-      if (isProcessLocal(channel)) {
-        throw new Error(
-          `Wrong client prefix: ${channel} was not created by this layer (newChannel)`,
-        );
-      }
-      state = this.openChannel(channel, false);
-    }
-    if (!state.live) {
-      await this.untilSubscribed(channel, state, signal);
-      // close() or deleteChannel() may have run while the SUBSCRIBE was in flight.
-      this.assertOpen();
-      if (this.channels.get(channel) !== state) throw deletedError(channel);
-    }
-
-    // An internal controller, so deleteChannel() can end this receive too; the user's signal
-    // aborts it synchronously, which keeps Mailboxes' no-loss/no-duplicate guarantee.
-    const controller = new AbortController();
-    const onAbort = (): void => controller.abort(abortReason(signal!));
-    signal?.addEventListener('abort', onAbort, { once: true });
-    if (signal?.aborted) onAbort();
-    state.receivers.add(controller);
+  /**
+   * Not async: the usual receive (a subscribed channel, no signal) is one mailbox take and one
+   * `then`, without an async frame, AbortController or listener per receive.
+   */
+  receive(channel: string, opts?: ReceiveOptions): Promise<M> {
+    let state: ChannelState | undefined;
+    const signal = opts?.signal;
     try {
-      const message = await this.mailboxes.take(channel, controller.signal);
-      this.count('received');
-      return message;
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-      state.receivers.delete(controller);
+      this.assertOpen();
+      assertChannelName(channel);
+      if (signal?.aborted) throw abortReason(signal);
+      state = this.channels.get(channel);
+      if (!state) {
+        if (isProcessLocal(channel)) {
+          throw new Error(
+            `Wrong client prefix: ${channel} was not created by this layer (newChannel)`,
+          );
+        }
+        state = this.openChannel(channel);
+      }
+    } catch (err) {
+      return Promise.reject(err);
     }
+    if (state.ready === undefined) return this.take(channel, signal);
+    return this.receiveOnceSubscribed(channel, state, signal);
+  }
+
+  private async receiveOnceSubscribed(
+    channel: string,
+    state: ChannelState,
+    signal: AbortSignal | undefined,
+  ): Promise<M> {
+    await this.untilSubscribed(channel, state, signal);
+    // close() or deleteChannel() may have run while the SUBSCRIBE was in flight.
+    this.assertOpen();
+    if (this.channels.get(channel) !== state) throw deletedError(channel);
+    if (signal?.aborted) throw abortReason(signal);
+    return this.take(channel, signal);
+  }
+
+  /**
+   * The channel's next message. 'received' is counted when a message is handed over: here for
+   * a buffered one, in deliver() for one put straight into a waiting receive. The user's signal
+   * goes to the mailbox as is (it removes an aborted receive synchronously: no loss, no
+   * duplicate); deleteChannel() ends waiting receives through the mailbox (Deleted).
+   */
+  private take(channel: string, signal: AbortSignal | undefined): Promise<M> {
+    if (this.mailboxes.buffered(channel) > 0) this.count('received');
+    return this.mailboxes.take(channel, signal).then(unwrapDeleted);
   }
 
   /** `${prefix option}${prefix}${uuid hex}`; resolves once Redis confirmed the subscription. */
@@ -211,9 +256,9 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
       throw new TypeError(`newChannel prefix must be a string, got ${typeof prefix}`);
     const channel = `${this.options.prefix}${prefix}${randomUUID().replaceAll('-', '')}`;
     assertChannelName(channel);
-    const state = this.openChannel(channel, true);
+    const state = this.openChannel(channel);
     try {
-      await this.untilClosed(state.ready);
+      if (state.ready) await this.untilClosed(state.ready);
     } catch (err) {
       if (this.channels.get(channel) === state) void this.forgetChannel(channel, state);
       throw this.failure(err);
@@ -249,7 +294,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
       ready = subs.ready(name);
     } else {
       members.set(channel, expiresAt);
-      state.groups.add(name);
+      (state.groups ??= new Set()).add(name);
       ready = subs.acquire(name);
     }
     this.startGroupSweeper();
@@ -271,12 +316,17 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     await this.leave(name, channel);
   }
 
-  async groupSend(group: string, message: M): Promise<void> {
-    this.assertOpen();
-    assertGroupName(group);
-    assertMessage(message);
-    await this.publish(this.groupChannel(group), this.codec.encode(message));
-    this.count('groupSends');
+  groupSend(group: string, message: M): Promise<void> {
+    let payload: Buffer;
+    try {
+      this.assertOpen();
+      assertGroupName(group);
+      assertMessage(message);
+      payload = this.codec.encode(message);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.publish(this.groupChannel(group), payload, this.groupSentOne);
   }
 
   /** Unsubscribes the channel, leaves every group it joined, drops its buffer, ends its receives. */
@@ -348,16 +398,32 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
 
   /**
    * PUBLISH on the shard's command connection, once it is ready: within `commandTimeoutMs`
-   * it resolves (Redis took the message) or rejects with an error naming the shard.
+   * it resolves (Redis took the message; `sent` runs) or rejects with an error naming the shard.
    */
-  private async publish(name: string, payload: Buffer): Promise<void> {
+  private publish(name: string, payload: Buffer, sent: () => void): Promise<void> {
     const shard = this.shards[this.placement.index(name)]!;
+    // Ready (the usual case): the PUBLISH settles on its own — failFast rejects it as soon as
+    // the connection drops, close() included, and commandTimeout bounds it — so it needs no
+    // race with close() (a Promise.race per message).
+    if (shard.client.status === 'ready') {
+      return shard.client.publish(name, payload).then(sent, this.publishFailed[shard.index]);
+    }
+    return this.publishWhenReady(shard, name, payload, sent);
+  }
+
+  private async publishWhenReady(
+    shard: Shard,
+    name: string,
+    payload: Buffer,
+    sent: () => void,
+  ): Promise<void> {
     try {
       await this.untilClosed(shard.whenReady());
       await this.untilClosed(shard.client.publish(name, payload));
     } catch (err) {
       throw this.failure(shard.explain(err, 'the PUBLISH'));
     }
+    sent();
   }
 
   /** After close(), whatever a Redis command failed with becomes "the layer is closed". */
@@ -365,20 +431,13 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     return this.closed ? new LayerClosed(this.constructor.name) : err;
   }
 
-  private openChannel(channel: string, created: boolean): ChannelState {
-    const state: ChannelState = {
-      created,
-      groups: new Set(),
-      ready: this.subscriptionsOf(channel).acquire(channel),
-      live: false,
-      receivers: new Set(),
-    };
-    state.ready.then(
-      () => {
-        state.live = true;
-      },
-      () => {},
-    );
+  private openChannel(channel: string): ChannelState {
+    const ready = this.subscriptionsOf(channel).acquire(channel);
+    const state = new ChannelState(ready);
+    ready.then(() => {
+      // Subscribed: receives go the short way, and the promise is not kept.
+      if (state.ready === ready) state.ready = undefined;
+    }, noop);
     this.channels.set(channel, state);
     return state;
   }
@@ -399,7 +458,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
       signal?.addEventListener('abort', onAbort, { once: true });
     });
     try {
-      await Promise.race([this.untilClosed(state.ready), aborted]);
+      await Promise.race([this.untilClosed(state.ready ?? Promise.resolve()), aborted]);
     } catch (err) {
       if (abortedWait) throw err;
       // The SUBSCRIBE itself failed: forget the channel so a later receive tries again.
@@ -421,10 +480,13 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
   private forgetChannel(channel: string, state: ChannelState): Promise<void> {
     this.channels.delete(channel);
     const released = [this.subscriptionsOf(channel).release(channel)];
-    for (const name of state.groups) released.push(this.leave(name, channel));
+    for (const name of state.groups ?? []) released.push(this.leave(name, channel));
     this.mailboxes.drop(channel);
-    const deleted = deletedError(channel);
-    for (const controller of state.receivers) controller.abort(deleted);
+    // Every receive still waiting gets the deletion, which it rejects with.
+    const deleted = new Deleted(deletedError(channel));
+    while (this.mailboxes.waiting(channel) > 0) {
+      this.mailboxes.put(channel, deleted, Number.POSITIVE_INFINITY, 'drop-oldest');
+    }
     return Promise.all(released).then(() => {});
   }
 
@@ -433,7 +495,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     const members = this.groups.get(name);
     if (!members?.delete(channel)) return Promise.resolve();
     if (members.size === 0) this.groups.delete(name);
-    this.channels.get(channel)?.groups.delete(name);
+    this.channels.get(channel)?.groups?.delete(name);
     return this.subscriptionsOf(name).release(name);
   }
 
@@ -454,34 +516,32 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
       );
       return;
     }
+    if (!members) {
+      this.deliver(name, message);
+      return;
+    }
     // Every receiving channel gets its own copy; the first one takes the decoded message.
     let first: M | undefined = message;
-    const copy = (): M => {
-      if (first === undefined) return this.codec.decode(payload) as M;
-      const m = first;
+    if (channel) {
+      this.deliver(name, first);
       first = undefined;
-      return m;
-    };
-    if (channel) this.deliver(name, copy());
-    if (members) {
-      const now = Date.now();
-      for (const [member, expiresAt] of [...members]) {
-        if (expiresAt <= now) {
-          void this.leave(name, member);
-          continue;
-        }
-        this.deliver(member, copy());
-        this.count('groupDeliveries');
+    }
+    const now = Date.now();
+    for (const [member, expiresAt] of [...members]) {
+      if (expiresAt <= now) {
+        void this.leave(name, member);
+        continue;
       }
+      this.deliver(member, first ?? (this.codec.decode(payload) as M));
+      first = undefined;
+      this.count('groupDeliveries');
     }
   }
 
   private deliver(channel: string, message: M): void {
-    if (
-      this.mailboxes.put(channel, message, this.capacityFor(channel), 'drop-oldest') === 'displaced'
-    ) {
-      this.count('localDropped');
-    }
+    const result = this.mailboxes.put(channel, message, this.capacityFor(channel), 'drop-oldest');
+    if (result === 'delivered') this.count('received');
+    else if (result === 'displaced') this.count('localDropped');
   }
 
   private shardDown(index: number, role: Role): void {
