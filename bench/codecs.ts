@@ -6,9 +6,11 @@
  *      (serialize → encrypt → 12-byte prefix, and back), for 200 B and 64 KiB messages.
  *
  *   npx tsx bench/codecs.ts [--ms 400]
+ *
+ * msgpackr is not a dependency (its optional native add-on breaks `npm ci` with npm 11's lock
+ * file); `npm i --no-save msgpackr` before running to include it.
  */
 import { Decoder, Encoder } from '@msgpack/msgpack';
-import { Packr } from 'msgpackr';
 import { Codec } from '../lib/serde/codec.ts';
 import { createCrypter } from '../lib/serde/crypter.ts';
 import { decode, encode, msgpackSerializer } from '../lib/serde/msgpack.ts';
@@ -40,10 +42,26 @@ function measure(fn: () => unknown): number {
 
 const fmt = (us: number): string => (us < 10 ? us.toFixed(2) : us.toFixed(1)).padStart(9);
 
-function serializers(): void {
+interface Packr {
+  pack(v: unknown): Uint8Array;
+  unpack(b: Uint8Array): unknown;
+}
+
+async function loadPackr(): Promise<Packr | undefined> {
+  try {
+    const name = 'msgpackr'; // a variable, so TypeScript does not need it installed
+    const { Packr } = (await import(name)) as { Packr: new (o: object) => Packr };
+    return new Packr({ useRecords: false, variableMapSize: true });
+  } catch {
+    console.log('(msgpackr not installed: npm i --no-save msgpackr to compare it too)');
+    return undefined;
+  }
+}
+
+async function serializers(): Promise<void> {
   const ours = { encode, decode };
   const mp = { enc: new Encoder(), dec: new Decoder() };
-  const packr = new Packr({ useRecords: false, variableMapSize: true });
+  const packr = await loadPackr();
   console.log('\nserializers: µs per encode / decode (same message), and bytes identical to ours');
   console.log(
     'size'.padEnd(8) +
@@ -58,8 +76,8 @@ function serializers(): void {
     const rows: Array<[string, () => Uint8Array, (b: Uint8Array) => unknown]> = [
       ['chanlayer (lib/serde)', () => ours.encode(m), (b) => ours.decode(b)],
       ['@msgpack/msgpack 3', () => mp.enc.encode(m), (b) => mp.dec.decode(b)],
-      ['msgpackr (records off)', () => packr.pack(m), (b) => packr.unpack(b as Buffer)],
     ];
+    if (packr) rows.push(['msgpackr (records off)', () => packr.pack(m), (b) => packr.unpack(b)]);
     for (const [name, enc, dec] of rows) {
       const mine = enc();
       const same = Buffer.compare(Buffer.from(mine), bytes) === 0;
@@ -122,5 +140,5 @@ function encryption(): void {
   }
 }
 
-serializers();
+await serializers();
 encryption();
