@@ -25,7 +25,11 @@ try {
         `${((c.user + c.system) / run.received).toFixed(1)} µs CPU/msg, lost ${run.lost}`,
     );
   } else if (what === 'pingpong') {
-    const r = await pingPongScenario(layer, { duration: Number(secs), warmup: 1, stallSeconds: 10 });
+    const r = await pingPongScenario(layer, {
+      duration: Number(secs),
+      warmup: 1,
+      stallSeconds: 10,
+    });
     const c = process.cpuUsage(cpu0);
     const msgs = r.info!.messages as number;
     console.log(

@@ -133,8 +133,7 @@ export class Subscriptions {
     // Not ready: the next connection starts without it (subscribeAll() skips it).
     if (this.client.status !== 'ready') return resolved;
     return this.client.unsubscribe(name).then(noop, (err: unknown) => {
-      if (!this.closed && this.client.status === 'ready')
-        this.onError(err, `UNSUBSCRIBE ${name}`);
+      if (!this.closed && this.client.status === 'ready') this.onError(err, `UNSUBSCRIBE ${name}`);
     });
   }
 
