@@ -43,8 +43,29 @@ const DRAIN_BATCH = 256;
  * work queues shared with other processes.
  */
 const LOCAL_PREFETCH = 32;
+/**
+ * Normal channels (work queues other processes may read too) get an adaptive prefetch instead:
+ * while a receiver waits, the reader may pop up to `window` more messages, kept undecoded. The
+ * window starts at 1, doubles (up to NORMAL_PREFETCH) each time the receivers here claim a
+ * whole batch, and halves when some of it had to be given back. Whatever is not claimed within
+ * PREFETCH_HOLD_MS of its pop goes back to the queue unchanged (same member, same score, so
+ * same place), so a busy or stalled consumer never sits on work another process could do.
+ */
+const NORMAL_PREFETCH = 32;
+const PREFETCH_HOLD_MS = 20;
 /** BZPOPMIN timeout; a new key interrupts it, so this only bounds idle round trips. */
 const BLOCK_SECONDS = 5;
+
+/** A normal channel's popped-but-unclaimed messages (raw, as popped) and its window. */
+interface Prefetch {
+  members: Buffer[];
+  scores: number[];
+  shards: number[];
+  head: number;
+  window: number;
+  /** Gives back what is still unclaimed PREFETCH_HOLD_MS after the oldest pop. */
+  timer: NodeJS.Timeout | undefined;
+}
 
 let lastScore = 0;
 
@@ -83,6 +104,10 @@ export class RedisChannelLayer<M extends Message = Message>
   private sendCursor = 0;
   /** Queue key → receivers waiting on its channels (kept by the mailboxes' onWaiters). */
   private readonly waiting = new Map<string, number>();
+  /** Normal-channel queue key → its prefetch state (see NORMAL_PREFETCH). */
+  private readonly prefetched = new Map<string, Prefetch>();
+  /** Give-backs in flight, awaited by close(). */
+  private readonly givingBack = new Set<Promise<void>>();
   /** channel → groups this layer added it to (for deleteChannel). */
   private readonly memberships = new Map<string, Set<string>>();
 
@@ -186,7 +211,13 @@ export class RedisChannelLayer<M extends Message = Message>
       }
       // Fast path: something is buffered (prefetched or routed here) — no round trip.
       // (An already aborted signal goes to take(), which rejects it.)
-      const buffered = opts?.signal?.aborted ? undefined : this.mailboxes.takeBuffered(channel);
+      let buffered: M | undefined;
+      if (!opts?.signal?.aborted) {
+        buffered = this.mailboxes.takeBuffered(channel);
+        if (buffered === undefined && name === channel && !channel.endsWith('!')) {
+          buffered = this.claimPrefetched(this.options.prefix + channel, channel);
+        }
+      }
       if (buffered !== undefined) {
         this.count('received');
         return Promise.resolve(buffered);
@@ -326,6 +357,7 @@ export class RedisChannelLayer<M extends Message = Message>
       ),
     );
     this.mailboxes.clear();
+    for (const state of this.prefetched.values()) this.resetPrefetch(state);
     this.memberships.clear();
   }
 
@@ -333,6 +365,10 @@ export class RedisChannelLayer<M extends Message = Message>
     if (this.closed) return;
     this.closed = true;
     this.reader?.stop();
+    // Prefetched normal-channel messages go back to their queues before the connections close.
+    for (const key of this.prefetched.keys()) void this.giveBack(key, false);
+    this.prefetched.clear();
+    await Promise.all(this.givingBack);
     this.mailboxes.close(new LayerClosed(this.constructor.name));
     for (const shard of this.shards) shard.close();
     this.memberships.clear();
@@ -348,13 +384,18 @@ export class RedisChannelLayer<M extends Message = Message>
     const groups = [...(this.memberships.get(channel) ?? [])];
     this.memberships.delete(channel);
     this.mailboxes.drop(channel);
-    await Promise.all(
-      groups.map((group) =>
+    // A normal channel's prefetched messages belong to its queue, not to this process.
+    const key = this.options.prefix + channel;
+    const giveBack = isProcessLocal(channel) ? undefined : this.giveBack(key, false);
+    this.prefetched.delete(key);
+    await Promise.all([
+      giveBack,
+      ...groups.map((group) =>
         this.onShard(this.placement.index(group), (client) =>
           client.zrem(this.groupKey(group), channel),
         ),
       ),
-    );
+    ]);
   }
 
   /** Number of Redis hosts (shards). */
@@ -439,7 +480,8 @@ export class RedisChannelLayer<M extends Message = Message>
   private demand(): Map<string, number> {
     const out = new Map<string, number>();
     for (const [key, waiters] of this.waiting) {
-      out.set(key, waiters + (key.endsWith('!') ? LOCAL_PREFETCH : 0));
+      const extra = key.endsWith('!') ? LOCAL_PREFETCH : (this.prefetched.get(key)?.window ?? 1);
+      out.set(key, waiters + extra);
     }
     return out;
   }
@@ -447,6 +489,20 @@ export class RedisChannelLayer<M extends Message = Message>
   /** A popped member: check age, decode, route by `__asgi_channel__` to local mailboxes. */
   private deliver(key: string, member: Buffer, score: number, shard: number): void {
     if (this.closed) return;
+    if (!key.endsWith('!')) {
+      // A normal channel (its key is prefix + name). Receivers waiting here always come first;
+      // while one waits, nothing is prefetched, so handing this over keeps FIFO.
+      const channel = key.slice(this.options.prefix.length);
+      if (this.mailboxes.waiting(channel) === 0) {
+        this.hold(key, member, score, shard);
+        return;
+      }
+    }
+    this.route(key, member, score, shard);
+  }
+
+  /** Decodes a popped member and routes it by `__asgi_channel__` to local mailboxes. */
+  private route(key: string, member: Buffer, score: number, shard: number): void {
     const expiresAt = score * 1000 + this.options.expiryMs;
     if (!(expiresAt > Date.now())) {
       this.count('expired');
@@ -488,6 +544,90 @@ export class RedisChannelLayer<M extends Message = Message>
       if (put === 'delivered') this.count('received');
       else if (put === 'displaced') this.count('localDropped');
     });
+  }
+
+  /** Keeps a popped normal-channel member for the next receive; given back if unclaimed. */
+  private hold(key: string, member: Buffer, score: number, shard: number): void {
+    let state = this.prefetched.get(key);
+    if (!state) {
+      state = { members: [], scores: [], shards: [], head: 0, window: 1, timer: undefined };
+      this.prefetched.set(key, state);
+    }
+    state.members.push(member);
+    state.scores.push(score);
+    state.shards.push(shard);
+    state.timer ??= setTimeout(() => this.giveBack(key, true), PREFETCH_HOLD_MS);
+  }
+
+  /**
+   * The oldest prefetched message of a normal channel, decoded (expired and unreadable ones
+   * are skipped and counted as when popped), or undefined when none is held.
+   */
+  private claimPrefetched(key: string, channel: string): M | undefined {
+    const state = this.prefetched.get(key);
+    if (!state) return undefined;
+    while (state.head < state.members.length) {
+      const i = state.head++;
+      const member = state.members[i]!;
+      const score = state.scores[i]!;
+      const shard = state.shards[i]!;
+      state.members[i] = undefined as never;
+      if (state.head === state.members.length) {
+        // The whole batch was claimed: this consumer keeps up, so let it take more next time.
+        this.resetPrefetch(state);
+        state.window = Math.min(NORMAL_PREFETCH, state.window * 2);
+      }
+      // route() hands the message to a mailbox; with nobody waiting, it is buffered there.
+      this.route(key, member, score, shard);
+      const message = this.mailboxes.takeBuffered(channel);
+      if (message !== undefined) return message;
+    }
+    return undefined;
+  }
+
+  private resetPrefetch(state: Prefetch): void {
+    clearTimeout(state.timer);
+    state.timer = undefined;
+    state.members = [];
+    state.scores = [];
+    state.shards = [];
+    state.head = 0;
+  }
+
+  /**
+   * Returns a normal channel's unclaimed prefetched messages to their queues (on the shard
+   * each came from). `slow`: they outstayed PREFETCH_HOLD_MS, so the window halves.
+   */
+  private giveBack(key: string, slow: boolean): Promise<void> {
+    const state = this.prefetched.get(key);
+    if (!state || state.head === state.members.length) return Promise.resolve();
+    const { members, scores, shards, head } = state;
+    this.resetPrefetch(state);
+    if (slow) state.window = Math.max(1, state.window >> 1);
+    const now = Date.now();
+    const perShard = new Map<number, Array<number | Buffer>>();
+    for (let i = head; i < members.length; i++) {
+      if (!(scores[i]! * 1000 + this.options.expiryMs > now)) {
+        this.count('expired');
+        continue;
+      }
+      let args = perShard.get(shards[i]!);
+      if (!args) perShard.set(shards[i]!, (args = [Math.ceil(this.options.expiryMs)]));
+      args.push(scores[i]!, members[i]!);
+    }
+    const calls = [...perShard].map(([index, args]) =>
+      runScript(this.shards[index]!.client, 'give_back', [key], args).then(
+        () => undefined,
+        (err: unknown) => {
+          // Lost with the connection, like a pop whose reply never arrived (docs/redis-core.md).
+          if (!this.closed) this.reportError(err, `giving back prefetched messages of ${key}`);
+        },
+      ),
+    );
+    const done = Promise.all(calls).then(() => undefined);
+    this.givingBack.add(done);
+    void done.finally(() => this.givingBack.delete(done));
+    return done;
   }
 
   private skipUnreadable(key: string, shard: number, err: unknown): void {
