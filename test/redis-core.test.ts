@@ -771,6 +771,30 @@ describe('RedisChannelLayer: semantics', () => {
     await elsewhere;
   });
 
+  it('normal-channel prefetch: what one receiver does not claim goes back to its queue within ms (and on close), for another process', async () => {
+    const prefix = freshPrefix();
+    const greedy = makeLayer({ hosts: one.urls, prefix });
+    const other = makeLayer({ hosts: one.urls, prefix });
+    const client = raw(one.urls[0]!);
+    const key = `${prefix}work`;
+    // Grow greedy's window: it claims whole batches while it keeps up.
+    for (let seq = 0; seq < 100; seq++) await greedy.send('work', { type: 'm', seq });
+    for (let seq = 0; seq < 60; seq++)
+      assert.deepEqual(await greedy.receive('work'), { type: 'm', seq });
+    // Then it stops receiving: whatever it prefetched is back in Redis shortly, with an expiry,
+    // in order for another consumer.
+    await waitFor(async () => (await client.zcard(key)) === 40, 'the prefetch to be given back');
+    assert.ok((await client.pttl(key)) > 0);
+    for (let seq = 60; seq < 100; seq++)
+      assert.deepEqual(await other.receive('work'), { type: 'm', seq });
+    // close() gives back too: nothing a closed layer prefetched is lost.
+    for (let seq = 0; seq < 10; seq++) await other.send('work', { type: 'n', seq });
+    assert.deepEqual(await greedy.receive('work'), { type: 'n', seq: 0 });
+    await greedy.close();
+    for (let seq = 1; seq < 10; seq++)
+      assert.deepEqual(await other.receive('work'), { type: 'n', seq });
+  });
+
   it("restores a channels_redis receiver's leftover $inflight backup into a normal channel's queue", async () => {
     const prefix = freshPrefix();
     const layer = makeLayer({ hosts: one.urls, prefix });
