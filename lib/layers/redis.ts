@@ -23,6 +23,7 @@ import { crc32Placement, ringPlacement, type Placement } from '../redis/placemen
 import { Reader } from '../redis/reader.ts';
 import { runScript } from '../redis/scripts.ts';
 import { Shard } from '../redis/shard.ts';
+import { cloneDecoded } from '../serde/clone.ts';
 import { assertMessage, CHANNEL_FIELD } from '../serde/codec.ts';
 import type { ChannelLayer, Message, ReceiveOptions } from '../types.ts';
 import { BaseLayer } from './base.ts';
@@ -533,7 +534,7 @@ export class RedisChannelLayer<M extends Message = Message>
     // A message only reaches channels whose queue it came from.
     targets = targets.filter((channel) => this.options.prefix + nonLocalName(channel) === key);
     targets.forEach((channel, i) => {
-      const copy = (i === 0 ? message : structuredClone(message)) as M;
+      const copy = (i === 0 ? message : cloneDecoded(message)) as M;
       const put = this.mailboxes.put(
         channel,
         copy,
