@@ -54,6 +54,8 @@ const LOCAL_PREFETCH = 32;
  */
 const NORMAL_PREFETCH = 32;
 const PREFETCH_HOLD_MS = 20;
+/** Most sends per send_many.lua call. */
+const SEND_BATCH = 128;
 /** BZPOPMIN timeout; a new key interrupts it, so this only bounds idle round trips. */
 const BLOCK_SECONDS = 5;
 
@@ -66,6 +68,14 @@ interface Prefetch {
   window: number;
   /** Gives back what is still unclaimed PREFETCH_HOLD_MS after the oldest pop. */
   timer: NodeJS.Timeout | undefined;
+}
+
+/** Sends of one tick to one shard, written as one script call (see queueSend). */
+interface SendBatch {
+  keys: string[];
+  args: Array<string | Buffer | number>;
+  resolves: Array<(added: number) => void>;
+  rejects: Array<(err: unknown) => void>;
 }
 
 let lastScore = 0;
@@ -101,6 +111,10 @@ export class RedisChannelLayer<M extends Message = Message>
   private readonly placement: Placement;
   private readonly mailboxes: Mailboxes<M>;
   private reader: Reader | undefined;
+  /** Per shard: the sends of this tick not yet written. */
+  private readonly sendBatches: Array<SendBatch | undefined> = [];
+  /** Shards whose server version was checked (ensureVersion resolved): the onShard hot path. */
+  private readonly verified: boolean[] = [];
   /** Next host for a normal-channel send with `normalChannelSharding: 'round-robin'`. */
   private sendCursor = 0;
   /** Queue key → receivers waiting on its channels (kept by the mailboxes' onWaiters). */
@@ -174,19 +188,13 @@ export class RedisChannelLayer<M extends Message = Message>
       !local && this.options.normalChannelSharding === 'round-robin'
         ? this.sendCursor++ % this.shards.length
         : this.placement.index(name);
-    const added = await this.onShard(index, (client) =>
-      runScript(
-        client,
-        'send',
-        [this.options.prefix + name],
-        [
-          score,
-          payload,
-          capacity,
-          score - this.options.expiryMs / 1000,
-          Math.ceil(this.options.expiryMs),
-        ],
-      ),
+    const added = await this.queueSend(
+      index,
+      this.options.prefix + name,
+      score,
+      payload,
+      capacity,
+      score - this.options.expiryMs / 1000,
     );
     if (added === 0) {
       this.count('capacityRejected');
@@ -420,38 +428,106 @@ export class RedisChannelLayer<M extends Message = Message>
    * Runs `work` with shard `index`'s command client, once its version is checked. Failures come
    * back naming the shard; after close() they say the layer is closed.
    */
-  private async onShard<T>(index: number, work: (client: Redis) => Promise<T>): Promise<T> {
+  private onShard<T>(index: number, work: (client: Redis) => Promise<T>): Promise<T> {
+    const shard = this.shards[index]!;
+    // Hot path (every send): connected and checked, so no extra awaits per command.
+    if (this.verified[index] === true && shard.client.status === 'ready') {
+      try {
+        return work(shard.client).catch((err: unknown) => {
+          throw this.failure(index, err);
+        });
+      } catch (err) {
+        return Promise.reject(this.failure(index, err));
+      }
+    }
+    return this.onShardConnecting(index, work);
+  }
+
+  private async onShardConnecting<T>(
+    index: number,
+    work: (client: Redis) => Promise<T>,
+  ): Promise<T> {
     const shard = this.shards[index]!;
     try {
       await shard.whenReady();
       await shard.ensureVersion();
+      this.verified[index] = true;
       return await work(shard.client);
     } catch (err) {
-      if (this.closed) throw new LayerClosed(this.constructor.name);
-      const message = describeError(err);
-      const where = `Redis ${shard.spec.id} (shard ${index})`;
-      if (message === 'Command timed out') {
-        throw new Error(`${where} did not answer within ${this.options.commandTimeoutMs} ms`, {
-          cause: err,
-        });
-      }
-      if (
-        message.includes('max retries per request') ||
-        message.startsWith('Connection is closed')
-      ) {
-        throw new Error(
-          `${where}: connection lost while the command was in flight (it may or may not have run)`,
-          {
-            cause: err,
-          },
-        );
-      }
-      if (message.includes("Stream isn't writeable")) {
-        throw new Error(`${where} is not connected`, { cause: err });
-      }
-      // READONLY (a demoted master) and the rest: Shard.explain.
-      throw shard.explain(err);
+      throw this.failure(index, err);
     }
+  }
+
+  /** A command failure as the error to give the caller (see onShard). */
+  private failure(index: number, err: unknown): unknown {
+    const shard = this.shards[index]!;
+    if (this.closed) return new LayerClosed(this.constructor.name);
+    const message = describeError(err);
+    const where = `Redis ${shard.spec.id} (shard ${index})`;
+    if (message === 'Command timed out') {
+      return new Error(`${where} did not answer within ${this.options.commandTimeoutMs} ms`, {
+        cause: err,
+      });
+    }
+    if (message.includes('max retries per request') || message.startsWith('Connection is closed')) {
+      return new Error(
+        `${where}: connection lost while the command was in flight (it may or may not have run)`,
+        { cause: err },
+      );
+    }
+    if (message.includes("Stream isn't writeable")) {
+      return new Error(`${where} is not connected`, { cause: err });
+    }
+    // READONLY (a demoted master) and the rest: Shard.explain.
+    return shard.explain(err);
+  }
+
+  /**
+   * Queues one send for shard `index`; resolves 1 (added) or 0 (full). Every send made in the
+   * same tick (64 request handlers answering at once, say) goes out as one send_many.lua call:
+   * each message keeps its own atomic capacity check, in order, and a lone send is still a
+   * plain send.lua call. The batch is written on process.nextTick, so nothing waits for I/O.
+   */
+  private queueSend(
+    index: number,
+    key: string,
+    score: number,
+    payload: Buffer,
+    capacity: number,
+    expiredBefore: number,
+  ): Promise<number> {
+    let batch = this.sendBatches[index];
+    if (!batch) {
+      batch = { keys: [], args: [], resolves: [], rejects: [] };
+      this.sendBatches[index] = batch;
+      process.nextTick(() => this.flushSends(index, batch!));
+    }
+    batch.keys.push(key);
+    batch.args.push(score, payload, capacity, expiredBefore, Math.ceil(this.options.expiryMs));
+    const promise = new Promise<number>((resolve, reject) => {
+      batch.resolves.push(resolve);
+      batch.rejects.push(reject);
+    });
+    if (batch.keys.length >= SEND_BATCH) this.flushSends(index, batch);
+    return promise;
+  }
+
+  private flushSends(index: number, batch: SendBatch): void {
+    if (this.sendBatches[index] !== batch) return; // already written (full batch)
+    this.sendBatches[index] = undefined;
+    const { keys, args, resolves, rejects } = batch;
+    const single = keys.length === 1;
+    this.onShard(index, (client) =>
+      runScript(client, single ? 'send' : 'send_many', keys, args),
+    ).then(
+      (reply) => {
+        if (single) resolves[0]!(reply as number);
+        else (reply as number[]).forEach((added, i) => resolves[i]!(added));
+      },
+      (err: unknown) => {
+        for (const reject of rejects) reject(err);
+      },
+    );
   }
 
   private startReader(): Reader {
