@@ -97,6 +97,12 @@ function prefixPattern(prefix: string): string {
   return `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`;
 }
 
+/** Whether `channel`'s non-local name is `name` (without slicing: called per group member). */
+function sharesQueue(channel: string, name: string): boolean {
+  if (!name.endsWith('!')) return channel === name;
+  return channel.startsWith(name) && channel.indexOf('!') === name.length - 1;
+}
+
 function describeError(err: unknown): string {
   return (err as Error)?.message ?? String(err);
 }
@@ -113,6 +119,11 @@ export class RedisChannelLayer<M extends Message = Message>
   private reader: Reader | undefined;
   /** Per shard: the sends of this tick not yet written. */
   private readonly sendBatches: Array<SendBatch | undefined> = [];
+  /**
+   * The last queue `countWaiter` counted for: a group message wakes 1,000 receivers of one
+   * `…!` queue in a row, which then need no key built and hashed each.
+   */
+  private lastWaited: { name: string; key: string } | undefined;
   /** Shards whose server version was checked (ensureVersion resolved): the onShard hot path. */
   private readonly verified: boolean[] = [];
   /** Next host for a normal-channel send with `normalChannelSharding: 'round-robin'`. */
@@ -163,12 +174,7 @@ export class RedisChannelLayer<M extends Message = Message>
     this.mailboxes = new Mailboxes<M>({
       expiryMs: this.options.expiryMs,
       onExpired: (n) => this.count('expired', n),
-      onWaiters: (channel, delta) => {
-        const key = this.options.prefix + nonLocalName(channel);
-        const n = (this.waiting.get(key) ?? 0) + delta;
-        if (n > 0) this.waiting.set(key, n);
-        else this.waiting.delete(key);
-      },
+      onWaiters: (channel, delta) => this.countWaiter(channel, delta),
     });
   }
 
@@ -300,12 +306,19 @@ export class RedisChannelLayer<M extends Message = Message>
 
     // One entry per channel key, naming every member that shares it (WIRE.md).
     const byKey = new Map<string, { name: string; channels: string[] }>();
+    // Members of one process's `…!` queue tend to come in a row (joined together): reuse the
+    // previous entry then, instead of building and hashing the key again (1,000s of members).
+    let last: { name: string; channels: string[] } | undefined;
     for (const channel of members) {
+      if (last !== undefined && sharesQueue(channel, last.name)) {
+        last.channels.push(channel);
+        continue;
+      }
       const name = nonLocalName(channel);
       const key = this.options.prefix + name;
-      const entry = byKey.get(key);
-      if (entry) entry.channels.push(channel);
-      else byKey.set(key, { name, channels: [channel] });
+      last = byKey.get(key);
+      if (last) last.channels.push(channel);
+      else byKey.set(key, (last = { name, channels: [channel] }));
     }
     const perShard = new Map<number, string[]>();
     for (const [key, { name }] of byKey) {
@@ -530,6 +543,21 @@ export class RedisChannelLayer<M extends Message = Message>
     );
   }
 
+  /** Keeps `waiting` (receivers per queue key) as receivers start and stop waiting. */
+  private countWaiter(channel: string, delta: 1 | -1): void {
+    let key: string;
+    const last = this.lastWaited;
+    if (last !== undefined && sharesQueue(channel, last.name)) key = last.key;
+    else {
+      const name = nonLocalName(channel);
+      key = this.options.prefix + name;
+      this.lastWaited = { name, key };
+    }
+    const n = (this.waiting.get(key) ?? 0) + delta;
+    if (n > 0) this.waiting.set(key, n);
+    else this.waiting.delete(key);
+  }
+
   private startReader(): Reader {
     if (this.reader) return this.reader;
     this.reader = new Reader(
@@ -608,7 +636,8 @@ export class RedisChannelLayer<M extends Message = Message>
       return;
     }
     // A message only reaches channels whose queue it came from.
-    targets = targets.filter((channel) => this.options.prefix + nonLocalName(channel) === key);
+    const name = key.slice(this.options.prefix.length);
+    targets = targets.filter((channel) => sharesQueue(channel, name));
     targets.forEach((channel, i) => {
       const copy = (i === 0 ? message : cloneDecoded(message)) as M;
       const put = this.mailboxes.put(
