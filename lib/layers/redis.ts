@@ -40,8 +40,8 @@ const DRAIN_BATCH = 256;
  * Extra messages popped from this process's `…!` queue while a receiver waits on it: a receiver
  * that keeps up then gets a batch per round trip instead of one message. Nothing is popped while
  * nobody waits, so a stalled consumer still fills the queue in Redis and its senders still get
- * ChannelFull; at most this many more sit in local buffers. Normal channels get none: they are
- * work queues shared with other processes.
+ * ChannelFull; at most this many more sit in local buffers. Normal channels are work queues
+ * shared with other processes: they get the bounded, given-back prefetch below instead.
  */
 const LOCAL_PREFETCH = 32;
 /**
