@@ -22,24 +22,4 @@ export { RedisPubSubChannelLayer, type RedisPubSubOptions } from './layers/redis
 export { fromConfig, channelLayers, getChannelLayer, type LayerConfig } from './channel-layers.ts';
 export { registerSerializer } from './serde/registry.ts';
 export type { Serializer, Crypter } from './serde/types.ts';
-export {
-  Consumer,
-  ConsumerClosed,
-  UnhandledMessageType,
-  WebSocketConsumer,
-  attachConsumers,
-  type ConsumerLogger,
-  type ConsumerOptions,
-  type HandlerMap,
-  type MessageHandler,
-  type AttachOptions,
-  type BackpressureOptions,
-  type ConsumerRouter,
-  type ReceivedFrame,
-  type Routes,
-  type RouterStats,
-  type SendData,
-  type WebSocketConsumerClass,
-  type WebSocketConsumerOptions,
-  type WebSocketScope,
-} from './consumers/index.ts';
+export * from './consumers/index.ts';

@@ -3,6 +3,7 @@
  * A process-specific channel is `name!local`; its non-local name is everything up to and
  * including the `!`, and that is what a Redis key and a shard are derived from.
  */
+import { randomUUID } from 'node:crypto';
 import { InvalidChannelName, InvalidGroupName } from './errors.ts';
 
 export const MAX_NAME_LENGTH = 100;
@@ -37,4 +38,25 @@ export function isProcessLocal(channel: string): boolean {
 export function nonLocalName(channel: string): string {
   const bang = channel.indexOf('!');
   return bang === -1 ? channel : channel.slice(0, bang + 1);
+}
+
+/** A uuid4 as 32 hex digits, as Python's `uuid4().hex`. */
+export function uuidHex(): string {
+  return randomUUID().replaceAll('-', '');
+}
+
+/** Core and in-memory `newChannel`: `${prefix}.${clientPrefix}!${uuidHex}` (channels_redis). */
+export function newProcessChannel(prefix: string, clientPrefix: string): string {
+  const channel = `${prefix}.${clientPrefix}!${uuidHex()}`;
+  assertChannelName(channel);
+  return channel;
+}
+
+/** A layer only receives the `…!` channels it created (their non-local name ends `clientPrefix!`). */
+export function assertOwnChannel(channel: string, clientPrefix: string): void {
+  if (isProcessLocal(channel) && !nonLocalName(channel).endsWith(`${clientPrefix}!`)) {
+    throw new Error(
+      `Wrong client prefix: ${channel} was not created by this layer (client prefix ${clientPrefix})`,
+    );
+  }
 }

@@ -3,11 +3,16 @@
  * process-specific channels. Messages pass through the configured serializer, so what it
  * accepts, refuses and copies is exactly what a Redis layer would.
  */
-import { randomUUID } from 'node:crypto';
 import { ChannelFull, LayerClosed } from '../errors.ts';
 import type { LayerOptions } from '../config.ts';
 import { Mailboxes } from '../mailboxes.ts';
-import { assertChannelName, assertGroupName, isProcessLocal, nonLocalName } from '../names.ts';
+import {
+  assertChannelName,
+  assertGroupName,
+  assertOwnChannel,
+  newProcessChannel,
+  uuidHex,
+} from '../names.ts';
 import { assertMessage } from '../serde/codec.ts';
 import type { ChannelLayer, Message, ReceiveOptions } from '../types.ts';
 import { BaseLayer } from './base.ts';
@@ -18,7 +23,7 @@ export class InMemoryChannelLayer<M extends Message = Message>
   extends BaseLayer
   implements ChannelLayer<M>
 {
-  private readonly clientPrefix = randomUUID().replaceAll('-', '');
+  private readonly clientPrefix = uuidHex();
   private readonly mailboxes: Mailboxes<Buffer>;
   /** group → (channel → membership expiry time). */
   private readonly groups = new Map<string, Map<string, number>>();
@@ -48,9 +53,7 @@ export class InMemoryChannelLayer<M extends Message = Message>
   async receive(channel: string, opts: ReceiveOptions = {}): Promise<M> {
     this.assertOpen();
     assertChannelName(channel);
-    if (isProcessLocal(channel) && !nonLocalName(channel).endsWith(`${this.clientPrefix}!`)) {
-      throw new Error(`Wrong client prefix: ${channel} was not created by this layer`);
-    }
+    assertOwnChannel(channel, this.clientPrefix);
     for (;;) {
       const payload = await this.mailboxes.take(channel, opts.signal);
       try {
@@ -67,9 +70,7 @@ export class InMemoryChannelLayer<M extends Message = Message>
 
   async newChannel(prefix = 'specific'): Promise<string> {
     this.assertOpen();
-    const channel = `${prefix}.${this.clientPrefix}!${randomUUID().replaceAll('-', '')}`;
-    assertChannelName(channel);
-    return channel;
+    return newProcessChannel(prefix, this.clientPrefix);
   }
 
   async groupAdd(group: string, channel: string): Promise<void> {

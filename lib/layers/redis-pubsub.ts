@@ -29,11 +29,10 @@
  *   receives go on working.
  * - `deleteChannel()` rejects receives still waiting on that channel.
  */
-import { randomUUID } from 'node:crypto';
 import type { LayerOptions } from '../config.ts';
 import { abortReason, LayerClosed } from '../errors.ts';
 import { Mailboxes } from '../mailboxes.ts';
-import { assertChannelName, assertGroupName, isProcessLocal } from '../names.ts';
+import { assertChannelName, assertGroupName, isProcessLocal, uuidHex } from '../names.ts';
 import { parseHost } from '../redis/hosts.ts';
 import { crc32Placement, ringPlacement, type Placement } from '../redis/placement.ts';
 import { Shard, type Role } from '../redis/shard.ts';
@@ -254,7 +253,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     this.assertOpen();
     if (typeof prefix !== 'string')
       throw new TypeError(`newChannel prefix must be a string, got ${typeof prefix}`);
-    const channel = `${this.options.prefix}${prefix}${randomUUID().replaceAll('-', '')}`;
+    const channel = `${this.options.prefix}${prefix}${uuidHex()}`;
     assertChannelName(channel);
     const state = this.openChannel(channel);
     try {

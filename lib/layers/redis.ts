@@ -12,12 +12,19 @@
  * - flush uses SCAN + UNLINK, never KEYS (#307); the blocking read timeout always exceeds the
  *   block (#422); a down shard fails a command in bounded time instead of hanging.
  */
-import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { HostEntry, LayerOptions } from '../config.ts';
 import { ChannelFull, LayerClosed, UnreadablePayload } from '../errors.ts';
 import { Mailboxes } from '../mailboxes.ts';
-import { assertChannelName, assertGroupName, isProcessLocal, nonLocalName } from '../names.ts';
+import {
+  assertChannelName,
+  assertGroupName,
+  assertOwnChannel,
+  isProcessLocal,
+  newProcessChannel,
+  nonLocalName,
+  uuidHex,
+} from '../names.ts';
 import { parseHost } from '../redis/hosts.ts';
 import { crc32Placement, ringPlacement, type Placement } from '../redis/placement.ts';
 import { Reader } from '../redis/reader.ts';
@@ -112,7 +119,7 @@ export class RedisChannelLayer<M extends Message = Message>
   implements ChannelLayer<M>
 {
   /** Unique per instance; only `…${clientPrefix}!…` channels are received here. */
-  readonly clientPrefix = randomUUID().replaceAll('-', '');
+  readonly clientPrefix = uuidHex();
   private readonly shards: Shard[];
   private readonly placement: Placement;
   private readonly mailboxes: Mailboxes<M>;
@@ -219,11 +226,7 @@ export class RedisChannelLayer<M extends Message = Message>
       this.assertOpen();
       assertChannelName(channel);
       const name = nonLocalName(channel);
-      if (isProcessLocal(channel) && !name.endsWith(`${this.clientPrefix}!`)) {
-        throw new Error(
-          `Wrong client prefix: ${channel} was not created by this layer (client prefix ${this.clientPrefix})`,
-        );
-      }
+      assertOwnChannel(channel, this.clientPrefix);
       // Fast path: something is buffered (prefetched or routed here) — no round trip.
       // (An already aborted signal goes to take(), which rejects it.)
       let buffered: M | undefined;
@@ -250,9 +253,7 @@ export class RedisChannelLayer<M extends Message = Message>
 
   async newChannel(prefix = 'specific'): Promise<string> {
     this.assertOpen();
-    const channel = `${prefix}.${this.clientPrefix}!${randomUUID().replaceAll('-', '')}`;
-    assertChannelName(channel);
-    return channel;
+    return newProcessChannel(prefix, this.clientPrefix);
   }
 
   async groupAdd(group: string, channel: string): Promise<void> {
