@@ -631,6 +631,8 @@ describe('RedisChannelLayer: semantics', () => {
         'the reader to buffer the batch',
       );
     }
+    // The queue is empty once Redis ran the pop; the reply reaches the layer a moment later.
+    await waitFor(() => (layer2.stats().localDropped ?? 0) >= 5, 'the oldest 5 to be dropped');
     assert.equal(layer2.stats().localDropped, 5);
     for (let seq = 5; seq < 10; seq++) assert.equal(((await layer2.receive(ch)) as Seq).seq, seq);
     await layer.send(busy, { type: 'end', seq: 0 });
@@ -735,12 +737,12 @@ describe('RedisChannelLayer: semantics', () => {
     const keep = await layer.newChannel();
     for (const g of ['g1', 'g2', 'g3']) await layer.groupAdd(g, ch);
     await layer.groupAdd('g1', keep);
-    // Buffer one message locally for ch (the reader drains the queue).
-    const waiting = layer.receive(keep);
+    // Buffer one message locally for ch: ch and keep share this layer's queue, which is FIFO,
+    // so once keep has the marker sent after it, ch's message sits in the local buffer.
+    const marker = layer.receive(keep);
     await layer.send(ch, { type: 'buffered' });
-    const key = prefix + ch.slice(0, ch.indexOf('!') + 1);
-    const client = raw(three.urls[layer.shardOf(ch)]!);
-    await waitFor(async () => (await client.zcard(key)) === 0, 'the reader to take the message');
+    await layer.send(keep, { type: 'marker' });
+    assert.deepEqual(await marker, { type: 'marker' });
     await layer.deleteChannel(ch);
     for (const g of ['g1', 'g2', 'g3']) {
       const members = await raw(three.urls[layer.shardOf(g, { group: true })]!).zrange(
@@ -751,6 +753,7 @@ describe('RedisChannelLayer: semantics', () => {
       assert.ok(!members.includes(ch), g);
     }
     assert.equal(await receiveOrNothing(layer, ch, 200), undefined);
+    const waiting = layer.receive(keep);
     await layer.groupSend('g1', { type: 'still-here' });
     assert.deepEqual(await waiting, { type: 'still-here' });
   });
