@@ -394,7 +394,8 @@ export async function measureFailover(plan: FailoverPlan): Promise<FailoverMeasu
 export async function rejoin(topology: SentinelTopology, oldPort: number): Promise<void> {
   const server = [topology.master, topology.replica].find((s) => s.port === oldPort);
   if (!server) throw new Error(`no server of the topology listens on :${oldPort}`);
-  const masterPort = await topology.currentMasterPort();
+  // Right after a failover the sentinels may still disagree: act on the settled view only.
+  const masterPort = await topology.settledMasterPort();
   if (masterPort === oldPort) throw new Error(`:${oldPort} is the current master`);
   if (server.pid === undefined) await server.restart();
   await redisCommand(oldPort, ['REPLICAOF', LOOPBACK, String(masterPort)]);

@@ -295,7 +295,7 @@ describe('failover: RedisChannelLayer on a Sentinel shard', () => {
   });
 
   test('SENTINEL FAILOVER with the old master alive: the layer leaves it on +switch-master', async (t) => {
-    const master = await topo.currentMasterPort();
+    const master = await topo.settledMasterPort();
     await rejoin(topo, master === topo.master.port ? topo.replica.port : topo.master.port);
     const oldPort = await topo.currentMasterPort();
     const failovers = layer.stats().failovers!;
@@ -335,7 +335,7 @@ describe('failover: RedisChannelLayer on a Sentinel shard', () => {
 
   test('scripts/failover-check.ts (the Docker check) prints READY and exits 0 after a kill', async () => {
     // The old master of the previous test is still up; it must be a healthy replica first.
-    const master = await topo.currentMasterPort();
+    const master = await topo.settledMasterPort();
     await rejoin(topo, master === topo.master.port ? topo.replica.port : topo.master.port);
     const config = {
       default: {

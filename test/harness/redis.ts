@@ -50,6 +50,8 @@ export interface SentinelTopology {
   sentinelServers: RedisServer[];
   /** Port of the master most sentinels currently report. */
   currentMasterPort(): Promise<number>;
+  /** Waits until every sentinel reports the same master and that server says it is master. */
+  settledMasterPort(timeoutMs?: number): Promise<number>;
   /** SIGKILL the current master (as reported by the sentinels). */
   killMaster(): Promise<{ killedAt: number; port: number }>;
   /** Poll all sentinels until any reports a master other than `oldPort`; promotedAt = first seen. */
@@ -180,6 +182,21 @@ export async function startSentinelTopology(
       return ports.reduce((best, p) => (votes(p) > votes(best) ? p : best));
     };
 
+    const settledMasterPort = async (timeoutMs = 30_000): Promise<number> => {
+      let port = 0;
+      await waitFor(
+        async () => {
+          const ports = await masterPorts();
+          if (ports.length !== sentinelServers.length || new Set(ports).size !== 1) return false;
+          port = ports[0]!;
+          const role = await redisCommand(port, ['ROLE']).catch(() => null);
+          return Array.isArray(role) && role[0] === 'master';
+        },
+        { timeoutMs, intervalMs: 50, what: 'every sentinel to report the same, live master' },
+      );
+      return port;
+    };
+
     const topology: SentinelTopology = {
       masterName,
       sentinels: sentinelServers.map((s) => [s.host, s.port]),
@@ -187,6 +204,7 @@ export async function startSentinelTopology(
       replica,
       sentinelServers,
       currentMasterPort,
+      settledMasterPort,
       async killMaster() {
         const port = await currentMasterPort().catch(() => master.port);
         const victim = port === replica.port ? replica : master;
