@@ -44,28 +44,10 @@ from channels_redis.pubsub import RedisPubSubLoopLayer
 from channels_redis.utils import _consistent_hash
 from cryptography.fernet import Fernet, MultiFernet
 
-# ---------------------------------------------------------------------------
-# Tagged values (same form as test/interop/peer.py)
-
-
-def tag(value):
-    if value is None:
-        return {"t": "nil"}
-    if isinstance(value, bool):
-        return {"t": "bool", "v": value}
-    if isinstance(value, int):
-        return {"t": "int", "v": str(value)}
-    if isinstance(value, float):
-        return {"t": "float", "v": repr(value)}
-    if isinstance(value, str):
-        return {"t": "str", "v": value}
-    if isinstance(value, bytes):
-        return {"t": "bytes", "v": value.hex()}
-    if isinstance(value, (list, tuple)):
-        return {"t": "list", "v": [tag(v) for v in value]}
-    if isinstance(value, dict):
-        return {"t": "map", "v": [[tag(k), tag(v)] for k, v in value.items()]}
-    raise TypeError(type(value))
+# The tagged value form (test/interop/tagged.ts) is written by the interop peer's own tag().
+sys.dont_write_bytecode = True  # no __pycache__ left in test/interop/
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "test" / "interop"))
+from peer import tag  # noqa: E402
 
 
 def generate(recipe):
