@@ -19,19 +19,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { RedisChannelLayer } from '../lib/index.ts';
-import { startRedis, type RedisGroup } from './harness/redis.ts';
-import { PythonPeer, type PyLayer, soon } from './interop/peer.ts';
+import { type PyLayer, redisAndPeer, soon } from './interop/peer.ts';
 
-let redis: RedisGroup;
-let peer: PythonPeer;
-
-before(async () => {
-  [redis, peer] = await Promise.all([startRedis({ count: 3 }), PythonPeer.start()]);
-});
-after(async () => {
-  await peer?.stop();
-  await redis?.stop();
-});
+const env = redisAndPeer(3);
 
 /** Generous bound that still catches a receiver polling shards one at a time (5 s each). */
 const PROMPT_MS = 2500;
@@ -54,13 +44,13 @@ for (const setup of SETUPS) {
     const name = (what: string): string => `${what}.${++uniq}`;
 
     before(async () => {
-      const hosts = redis.urls.slice(0, setup.hosts);
+      const hosts = env.redis.urls.slice(0, setup.hosts);
       node = new RedisChannelLayer({
         hosts,
         prefix,
         ...(setup.keys ? { symmetricEncryptionKeys: [...setup.keys] } : {}),
       });
-      py = await peer.core(
+      py = await env.peer.core(
         { hosts, prefix, ...(setup.keys ? { symmetric_encryption_keys: [...setup.keys] } : {}) },
         { brpopTimeout: 1 },
       );
@@ -122,7 +112,7 @@ for (const setup of SETUPS) {
       // The opt-in for Django workers on several hosts: sends go to the hosts in turn, so each
       // shard a channels_redis receive waits on gets one (order across shards is not kept).
       const rr = new RedisChannelLayer({
-        hosts: redis.urls.slice(0, setup.hosts),
+        hosts: env.redis.urls.slice(0, setup.hosts),
         prefix,
         normalChannelSharding: 'round-robin',
         ...(setup.keys ? { symmetricEncryptionKeys: [...setup.keys] } : {}),
@@ -202,8 +192,8 @@ for (const setup of SETUPS) {
         for (let tries = 0; ; tries++) {
           assert.ok(tries < 100);
           ch = await node.newChannel('misplaced');
-          full = await peer.hash(ch, setup.hosts);
-          nonLocal = await peer.hash(ch.slice(0, ch.indexOf('!') + 1), setup.hosts);
+          full = await env.peer.hash(ch, setup.hosts);
+          nonLocal = await env.peer.hash(ch.slice(0, ch.indexOf('!') + 1), setup.hosts);
           if (full !== nonLocal) break;
         }
         // Sent before Node reads, and again while Node waits.

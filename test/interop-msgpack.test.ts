@@ -7,25 +7,15 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { RedisChannelLayer, RedisPubSubChannelLayer } from '../lib/index.ts';
-import { startRedis, type RedisGroup } from './harness/redis.ts';
 import {
   checkNodeReceived,
   checkPythonReceived,
   nodeMatrixMessage,
   pythonMatrixMessage,
 } from './interop/matrix.ts';
-import { PythonPeer, soon } from './interop/peer.ts';
+import { type PythonPeer, redisAndPeer, soon } from './interop/peer.ts';
 
-let redis: RedisGroup;
-let peer: PythonPeer;
-
-before(async () => {
-  [redis, peer] = await Promise.all([startRedis({ count: 3 }), PythonPeer.start()]);
-});
-after(async () => {
-  await peer?.stop();
-  await redis?.stop();
-});
+const env = redisAndPeer(3);
 
 const CORE_SETUPS = [
   { name: 'core, 1 host', hosts: 1, keys: undefined },
@@ -39,13 +29,13 @@ for (const setup of CORE_SETUPS) {
     let py: Awaited<ReturnType<PythonPeer['core']>>;
 
     before(async () => {
-      const hosts = redis.urls.slice(0, setup.hosts);
+      const hosts = env.redis.urls.slice(0, setup.hosts);
       node = new RedisChannelLayer({
         hosts,
         prefix,
         ...(setup.keys ? { symmetricEncryptionKeys: setup.keys } : {}),
       });
-      py = await peer.core(
+      py = await env.peer.core(
         { hosts, prefix, ...(setup.keys ? { symmetric_encryption_keys: setup.keys } : {}) },
         { brpopTimeout: 1 },
       );
@@ -95,9 +85,9 @@ describe('msgpack matrix, Pub/Sub, 2 hosts', () => {
   let py: Awaited<ReturnType<PythonPeer['pubsub']>>;
 
   before(async () => {
-    const hosts = redis.urls.slice(0, 2);
+    const hosts = env.redis.urls.slice(0, 2);
     node = new RedisPubSubChannelLayer({ hosts, prefix });
-    py = await peer.pubsub({ hosts, prefix });
+    py = await env.peer.pubsub({ hosts, prefix });
   });
   after(async () => {
     await node?.close();

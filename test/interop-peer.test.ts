@@ -4,9 +4,8 @@
  * a failure in test/interop-*.test.ts points at chanlayer, not at the harness.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { startRedis, type RedisGroup } from './harness/redis.ts';
-import { PeerError, PythonPeer } from './interop/peer.ts';
+import { describe, it } from 'node:test';
+import { PeerError, redisAndPeer } from './interop/peer.ts';
 import {
   bytes,
   float,
@@ -22,20 +21,11 @@ import {
 } from './interop/tagged.ts';
 import { Redis } from 'ioredis';
 
-let redis: RedisGroup;
-let peer: PythonPeer;
-
-before(async () => {
-  [redis, peer] = await Promise.all([startRedis({ count: 3 }), PythonPeer.start()]);
-});
-after(async () => {
-  await peer?.stop();
-  await redis?.stop();
-});
+const env = redisAndPeer(3);
 
 describe('python peer', () => {
   it('runs Debian channels_redis 4.0.0 with msgpack 1.0', async () => {
-    const v = await peer.versions();
+    const v = await env.peer.versions();
     assert.equal(v.channels_redis, '4.0.0');
     assert.match(String(v.msgpack), /^1\.0\./);
   });
@@ -51,7 +41,7 @@ describe('python peer', () => {
       b: bytes('00ff'),
       l: list(nil, str('☃😀')),
     });
-    const back = await peer.unpack(await peer.pack(value));
+    const back = await env.peer.unpack(await env.peer.pack(value));
     assert.ok(sameTagged(back, value), show(back));
   });
 
@@ -61,7 +51,7 @@ describe('python peer', () => {
   });
 
   it('a request that fails comes back as PeerError with the Python exception name', async () => {
-    const py = await peer.core({ hosts: [redis.urls[0]!], prefix: 'peer-err' });
+    const py = await env.peer.core({ hosts: [env.redis.urls[0]!], prefix: 'peer-err' });
     await assert.rejects(py.receive('nothing.here', 0.2), (err: PeerError) => {
       assert.equal(err.type, 'Timeout');
       return true;
@@ -70,7 +60,7 @@ describe('python peer', () => {
   });
 
   it('Python → Python through one redis (core)', async () => {
-    const py = await peer.core({ hosts: [redis.urls[0]!], prefix: 'peer-core' });
+    const py = await env.peer.core({ hosts: [env.redis.urls[0]!], prefix: 'peer-core' });
     const ch = await py.newChannel();
     assert.match(ch, new RegExp(`^specific\\.${py.clientPrefix}![0-9a-f]{32}$`));
     const got = py.receive(ch);
@@ -80,8 +70,8 @@ describe('python peer', () => {
   });
 
   it('Python → Python through two redis (pubsub), subscriptions confirmed before send', async () => {
-    const a = await peer.pubsub({ hosts: redis.urls.slice(0, 2), prefix: 'peer-ps.' });
-    const b = await peer.pubsub({ hosts: redis.urls.slice(0, 2), prefix: 'peer-ps.' });
+    const a = await env.peer.pubsub({ hosts: env.redis.urls.slice(0, 2), prefix: 'peer-ps.' });
+    const b = await env.peer.pubsub({ hosts: env.redis.urls.slice(0, 2), prefix: 'peer-ps.' });
     const ch = await a.newChannel();
     assert.match(ch, /^peer-ps\.specific\.[0-9a-f]{32}$/);
     await b.send(ch, { type: 'ps' });
@@ -97,25 +87,25 @@ describe('python peer', () => {
 describe('channels_redis 4.0.0 placement the interop tests depend on', () => {
   it('consistent_hash is floor((crc32 & 0xFFF) / (4096 / n)), 0 for n = 1', async () => {
     for (const name of ['asgi', 'specific.abc!', 'specific.abc!def', 'chat', 'x']) {
-      const crc = await peer.crc32(name);
+      const crc = await env.peer.crc32(name);
       for (let n = 1; n <= 5; n++) {
         const expect = n === 1 ? 0 : Math.floor((crc & 0xfff) / (4096 / n));
-        assert.equal(await peer.hash(name, n), expect, `${name} n=${n}`);
+        assert.equal(await env.peer.hash(name, n), expect, `${name} n=${n}`);
       }
     }
   });
 
   it('#221: a send to `x!y` on 3 hosts lands on the shard of the FULL name, under the non-local key', async () => {
-    const py = await peer.core({ hosts: redis.urls, prefix: 'peer221.' });
+    const py = await env.peer.core({ hosts: env.redis.urls, prefix: 'peer221.' });
     // A channel whose full-name shard differs from its non-local-name shard.
     let channel = '';
     for (let i = 0; ; i++) {
       channel = `specific.abc!${i}`;
-      if ((await peer.hash(channel, 3)) !== (await peer.hash('specific.abc!', 3))) break;
+      if ((await env.peer.hash(channel, 3)) !== (await env.peer.hash('specific.abc!', 3))) break;
     }
-    const full = await peer.hash(channel, 3);
+    const full = await env.peer.hash(channel, 3);
     await py.send(channel, { type: 'misplaced' });
-    const clients = redis.urls.map((u) => new Redis(u, { lazyConnect: true }));
+    const clients = env.redis.urls.map((u) => new Redis(u, { lazyConnect: true }));
     try {
       const counts = await Promise.all(clients.map((c) => c.zcard('peer221.specific.abc!')));
       assert.deepEqual(

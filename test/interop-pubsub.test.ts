@@ -9,19 +9,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { RedisPubSubChannelLayer } from '../lib/index.ts';
-import { redisCommand, startRedis, waitFor, type RedisGroup } from './harness/redis.ts';
-import { PythonPeer, type PyLayer, soon } from './interop/peer.ts';
+import { redisCommand, waitFor } from './harness/redis.ts';
+import { type PyLayer, redisAndPeer, soon } from './interop/peer.ts';
 
-let redis: RedisGroup;
-let peer: PythonPeer;
-
-before(async () => {
-  [redis, peer] = await Promise.all([startRedis({ count: 2 }), PythonPeer.start()]);
-});
-after(async () => {
-  await peer?.stop();
-  await redis?.stop();
-});
+const env = redisAndPeer(2);
 
 const HEX32 = '[0-9a-f]{32}';
 const escape = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
@@ -44,9 +35,9 @@ for (const count of [1, 2]) {
     let node: RedisPubSubChannelLayer;
     let py: PyLayer;
     /** Shard index of a Redis channel name, as channels_redis computes it. */
-    const shardOf = (name: string): Promise<number> => peer.hash(name, count);
+    const shardOf = (name: string): Promise<number> => env.peer.hash(name, count);
     const portOf = async (name: string): Promise<number> =>
-      redis.servers[await shardOf(name)]!.port;
+      env.redis.servers[await shardOf(name)]!.port;
 
     /** One channel per shard, made by `make` (retries until every shard has one). */
     async function perShard(make: () => Promise<string>): Promise<string[]> {
@@ -71,9 +62,9 @@ for (const count of [1, 2]) {
     }
 
     before(async () => {
-      hosts = redis.urls.slice(0, count);
+      hosts = env.redis.urls.slice(0, count);
       node = new RedisPubSubChannelLayer({ hosts, prefix });
-      py = await peer.pubsub({ hosts, prefix });
+      py = await env.peer.pubsub({ hosts, prefix });
     });
     after(async () => {
       await node?.close();

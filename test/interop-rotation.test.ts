@@ -6,24 +6,14 @@
  * counted by chanlayer, with the next good message delivered.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { RedisChannelLayer } from '../lib/index.ts';
-import { startRedis, type RedisGroup } from './harness/redis.ts';
-import { PeerError, PythonPeer, type PyLayer, soon } from './interop/peer.ts';
+import { PeerError, type PyLayer, redisAndPeer, soon } from './interop/peer.ts';
 
 const OLD = 'rotation old secret';
 const NEW = 'rotation new secret ✓';
 
-let redis: RedisGroup;
-let peer: PythonPeer;
-
-before(async () => {
-  [redis, peer] = await Promise.all([startRedis({ count: 3 }), PythonPeer.start()]);
-});
-after(async () => {
-  await peer?.stop();
-  await redis?.stop();
-});
+const env = redisAndPeer(3);
 
 for (const count of [1, 3]) {
   describe(`Fernet rotation, ${count} host(s)`, () => {
@@ -34,7 +24,7 @@ for (const count of [1, 3]) {
 
     const nodeWith = (keys: string[] | undefined): RedisChannelLayer => {
       const layer = new RedisChannelLayer({
-        hosts: redis.urls.slice(0, count),
+        hosts: env.redis.urls.slice(0, count),
         prefix,
         ...(keys ? { symmetricEncryptionKeys: keys } : {}),
         logger: { warn: (m: string) => void warnings.push(m) },
@@ -43,8 +33,8 @@ for (const count of [1, 3]) {
       return layer;
     };
     const pyWith = async (keys: string[] | undefined): Promise<PyLayer> => {
-      const layer = await peer.core({
-        hosts: redis.urls.slice(0, count),
+      const layer = await env.peer.core({
+        hosts: env.redis.urls.slice(0, count),
         prefix,
         ...(keys ? { symmetric_encryption_keys: keys } : {}),
       });

@@ -1,11 +1,10 @@
 /**
  * Drives test/interop/peer.py: ONE long-lived /usr/bin/python3 process per test file running
- * Debian's channels_redis 4.0.0, spoken to in JSON lines. Start it in `before`, stop it in
- * `after`:
+ * Debian's channels_redis 4.0.0, spoken to in JSON lines. An interop test file starts it with
+ * its redis-servers for all its tests:
  *
- *   const peer = await PythonPeer.start();
- *   after(() => peer.stop());
- *   const py = await peer.core({ hosts: redis.urls, prefix: 'x' });
+ *   const env = redisAndPeer(3);
+ *   const py = await env.peer.core({ hosts: env.redis.urls, prefix: 'x' });
  *   await py.send('chat', { type: 'hello' });
  *
  * The child dies with us: it exits when its stdin closes (however this process ends), and
@@ -13,7 +12,9 @@
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import { after, before } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { startRedis, type RedisGroup } from '../harness/redis.ts';
 import { tag, untag, type Tagged } from './tagged.ts';
 
 export const PYTHON = '/usr/bin/python3';
@@ -39,6 +40,20 @@ export interface PyPubSubConfig {
 /** Receive options for a chanlayer receive in a test: give up after `ms` (a clear failure, not a hang). */
 export function soon(ms = 20_000): { signal: AbortSignal } {
   return { signal: AbortSignal.timeout(ms) };
+}
+
+/** Starts `count` redis-servers and one Python peer before the calling test file's tests and
+ * stops both after them; the returned object holds them once `before` has run. */
+export function redisAndPeer(count: number): { redis: RedisGroup; peer: PythonPeer } {
+  const env = {} as { redis: RedisGroup; peer: PythonPeer };
+  before(async () => {
+    [env.redis, env.peer] = await Promise.all([startRedis({ count }), PythonPeer.start()]);
+  });
+  after(async () => {
+    await env.peer?.stop();
+    await env.redis?.stop();
+  });
+  return env;
 }
 
 export class PeerError extends Error {
