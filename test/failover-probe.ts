@@ -406,32 +406,50 @@ export async function rejoin(topology: SentinelTopology, oldPort: number): Promi
       ),
     { timeoutMs: 30_000, what: `:${oldPort} in sync with :${masterPort}` },
   );
+  // A majority of sentinels must see it as a healthy replica: that is what a failover (back)
+  // needs. A sentinel still stale after 10 s gets one SENTINEL RESET, which makes it rebuild
+  // its replica list from the master (seen under load: one sentinel keeping a pre-failover view).
+  const staleSince = new Map<number, number>();
+  const nudged = new Set<number>();
+  let lastSeen = '';
   await waitFor(
     async () => {
+      let healthy = 0;
       for (const s of topology.sentinelServers) {
         const replicas = (await redisCommand(s.port, [
           'SENTINEL',
           'REPLICAS',
           topology.masterName,
-        ])) as Reply[];
+        ]).catch(() => [])) as Reply[];
         const mine = replicas.map(toMap).find((r) => r.port === String(oldPort));
-        if (mine?.flags !== 'slave' || mine['master-link-status'] !== 'ok') {
-          // Thrown, so a timeout says what the sentinels saw last.
-          const seen = replicas.map(toMap).map((r) => ({
+        if (mine?.flags === 'slave' && mine['master-link-status'] === 'ok') {
+          healthy++;
+          staleSince.delete(s.port);
+          continue;
+        }
+        lastSeen = `sentinel :${s.port} sees ${JSON.stringify(
+          replicas.map(toMap).map((r) => ({
             port: r.port,
             flags: r.flags,
             link: r['master-link-status'],
             master: `${r['master-host']}:${r['master-port']}`,
-          }));
-          throw new Error(`sentinel :${s.port} sees ${JSON.stringify(seen)}`);
+          })),
+        )}`;
+        const since = staleSince.get(s.port) ?? Date.now();
+        staleSince.set(s.port, since);
+        if (Date.now() - since > 10_000 && !nudged.has(s.port)) {
+          nudged.add(s.port);
+          await redisCommand(s.port, ['SENTINEL', 'RESET', topology.masterName]).catch(() => {});
         }
       }
-      return true;
+      if (healthy * 2 > topology.sentinelServers.length) return true;
+      // Thrown, so a timeout says what the sentinels saw last.
+      throw new Error(lastSeen);
     },
     {
       timeoutMs: 90_000,
       intervalMs: 100,
-      what: `sentinels to see :${oldPort} as a healthy replica`,
+      what: `a majority of sentinels to see :${oldPort} as a healthy replica`,
     },
   );
 }
