@@ -77,6 +77,29 @@ function watch(layer: AnyLayer): { events: LayerEvent[]; warnings: string[] } {
   return { events, warnings: [] };
 }
 
+/**
+ * SENTINEL FAILOVER, asked of each sentinel in turn until one accepts: right after an earlier
+ * failover a sentinel may answer INPROG (still within failover-timeout) or NOGOODSLAVE (its
+ * view of the replica not refreshed yet). Returns when the accepted request was sent.
+ */
+async function requestFailover(topo: SentinelTopology): Promise<number> {
+  const deadline = Date.now() + 30_000;
+  for (let i = 0; ; i++) {
+    const sentAt = Date.now();
+    try {
+      await redisCommand(topo.sentinels[i % topo.sentinels.length]![1], [
+        'SENTINEL',
+        'FAILOVER',
+        topo.masterName,
+      ]);
+      return sentAt;
+    } catch (err) {
+      if (!/INPROG|NOGOODSLAVE/.test(String(err)) || Date.now() > deadline) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 200)); // retry backoff
+    }
+  }
+}
+
 function sentinelHost(topo: SentinelTopology, extra: Partial<SentinelHost> = {}): SentinelHost {
   return { sentinels: topo.sentinels, masterName: topo.masterName, ...extra };
 }
@@ -305,11 +328,7 @@ describe('failover: RedisChannelLayer on a Sentinel shard', () => {
       m = await measureFailover({
         topology: topo,
         probes,
-        trigger: async () => {
-          const killedAt = Date.now();
-          await redisCommand(topo.sentinels[0]![1], ['SENTINEL', 'FAILOVER', topo.masterName]);
-          return { killedAt, port: oldPort };
-        },
+        trigger: async () => ({ killedAt: await requestFailover(topo), port: oldPort }),
       });
     } finally {
       await Promise.all(probes.map((p) => p.stop()));
