@@ -229,6 +229,23 @@ for (const topology of topologies) {
       assert.equal(a.stats().groupDeliveries, 7);
     });
 
+    it('groupSend skips and drops memberships older than groupExpiry', async () => {
+      const prefix = freshPrefix();
+      const a = makeLayer({ hosts: topology.hosts(), prefix, groupExpiry: 60 });
+      const fresh = await a.newChannel();
+      const stale = await a.newChannel();
+      await a.groupAdd('aging', fresh);
+      // A membership added 61 s ago (by a process gone since): past groupExpiry.
+      const key = `${prefix}:group:aging`;
+      const redis = raw(topology.hosts()[a.shardOf('aging', { group: true })]!);
+      await redis.zadd(key, Date.now() / 1000 - 61, stale);
+      await a.groupSend('aging', { type: 'hi', seq: 1 });
+      assert.deepEqual(await a.receive(fresh), { type: 'hi', seq: 1 });
+      assert.equal(await receiveOrNothing(a, stale, 200), undefined);
+      assert.deepEqual(await redis.zrange(key, 0, -1), [fresh]);
+      assert.equal(a.stats().groupDeliveries, 1);
+    });
+
     it('capacity: send rejects ChannelFull at the limit; channelCapacity overrides; groupSend drops silently', async () => {
       const layer = layerOn({ capacity: 3, channelCapacity: { 'big-*': 5, 'specific.*': 2 } });
       for (let seq = 0; seq < 3; seq++) await layer.send('small', { type: 'm', seq });
