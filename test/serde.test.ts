@@ -941,6 +941,52 @@ describe('serializer registry', () => {
   });
 });
 
+describe('group messages: __asgi_channel__ written from the names as bytes', () => {
+  // Lengths at every msgpack str/array/map header boundary.
+  const names = (lengths: number[]): string[] =>
+    lengths.map((n, i) => (String(i) + 'é' + 'c'.repeat(n)).slice(0, n));
+  const cases: Array<[string, Record<string, unknown>, string[]]> = [
+    ['empty message, no channels', {}, []],
+    [
+      '15 keys (map header grows to map16)',
+      Object.fromEntries(range(15).map((i) => [`k${i}`, i])),
+      ['a!b'],
+    ],
+    [
+      '16 keys (map16 stays map16)',
+      Object.fromEntries(range(16).map((i) => [`k${i}`, i])),
+      ['a!b'],
+    ],
+    ['str edges', { type: 't' }, names([0, 1, 31, 32, 255, 256, 65535, 65536])],
+    ['15 channels', { type: 't', n: 1 }, names(range(15).map(() => 74))],
+    ['16 channels (array16)', { type: 't', n: 1 }, names(range(16).map(() => 74))],
+    ['65536 channels (array32)', { type: 't' }, range(65536).map((i) => `s.x!${i}`)],
+  ];
+  for (const serializer of [msgpackSerializer, jsonSerializer]) {
+    for (const [what, message, channels] of cases) {
+      it(`${serializer.name}: ${what} — the same body as encoding the list`, () => {
+        const codec = new Codec({ serializer, prefixLength: 12, maxMessageBytes: 1 << 30 });
+        const bytes = channels.map((c) => Buffer.from(c));
+        const got = codec.groupEncoder(message)(bytes).subarray(12);
+        const want = codec.encode({ ...message, [CHANNEL_FIELD]: channels }).subarray(12);
+        assert.equal(hex(got), hex(want));
+      });
+    }
+  }
+
+  it('checks the message before any channel list: bad values and size', () => {
+    const codec = new Codec({
+      serializer: msgpackSerializer,
+      prefixLength: 12,
+      maxMessageBytes: 64,
+    });
+    assert.throws(() => codec.groupEncoder({ f: () => 1 }), TypeError);
+    assert.throws(() => codec.groupEncoder({ blob: 'x'.repeat(100) }), MessageTooLarge);
+    const encodeFor = codec.groupEncoder({ type: 't' });
+    assert.throws(() => encodeFor([Buffer.from('c'.repeat(100))]), MessageTooLarge);
+  });
+});
+
 describe('Codec: size limit, framing, unreadable payloads', () => {
   it('MessageTooLarge above maxMessageBytes; exactly the limit works', async () => {
     const limit = 1000;

@@ -4,6 +4,7 @@
  */
 import { MessageTooLarge, UnreadablePayload } from '../errors.ts';
 import { frame, unframe } from './framing.ts';
+import { msgpackSerializer, withStringArray } from './msgpack.ts';
 import { describe, isPlainObject } from './paths.ts';
 import type { Crypter, Serializer } from './types.ts';
 
@@ -44,10 +45,34 @@ export class Codec {
 
   /** Throws TypeError (unsupported value, with its path) or MessageTooLarge. */
   encode(message: Record<string, unknown>): Buffer {
+    return this.seal(this.serializer.serialize(message));
+  }
+
+  /**
+   * A group message's encoder: `message` is checked (TypeError, MessageTooLarge) and serialized
+   * once; each call then gives the payload for one channel key, `__asgi_channel__` listing
+   * `channels` (names as UTF-8 bytes, as Redis returns them). A msgpack body gets them written
+   * in as they are: no string made and encoded again per name (1,000s per groupSend).
+   */
+  groupEncoder(message: Record<string, unknown>): (channels: readonly Buffer[]) => Buffer {
     const body = this.serializer.serialize(message);
+    this.checkSize(body);
+    if (this.serializer === msgpackSerializer) {
+      return (channels) => this.seal(withStringArray(body, CHANNEL_FIELD, channels));
+    }
+    return (channels) =>
+      this.encode({ ...message, [CHANNEL_FIELD]: channels.map((c) => c.toString()) });
+  }
+
+  private checkSize(body: Uint8Array): void {
     if (body.byteLength > this.maxMessageBytes) {
       throw new MessageTooLarge(body.byteLength, this.maxMessageBytes);
     }
+  }
+
+  /** A serialized body as a payload: size check, encryption, random prefix. */
+  private seal(body: Uint8Array): Buffer {
+    this.checkSize(body);
     const sealed = this.crypter ? this.crypter.encrypt(body) : body;
     if (this.prefixLength > 0) return frame(sealed, this.prefixLength);
     return Buffer.isBuffer(sealed)

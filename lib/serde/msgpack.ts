@@ -126,12 +126,34 @@ class Writer {
       this.pos += 1 + written;
       return;
     }
+    this.strHeader(size);
+    this.ensure(size);
+    this.pos += this.buf.write(s, this.pos);
+  }
+
+  strHeader(size: number): void {
     if (size < 32) this.u8(0xa0 | size);
     else if (size <= 0xff) this.header(0xd9, size, 1);
     else if (size <= 0xffff) this.header(0xda, size, 2);
     else this.header(0xdb, size, 4);
-    this.ensure(size);
-    this.pos += this.buf.write(s, this.pos);
+  }
+
+  arrayHeader(n: number): void {
+    if (n < 16) this.u8(0x90 | n);
+    else if (n <= 0xffff) this.header(0xdc, n, 2);
+    else this.header(0xdd, n, 4);
+  }
+
+  mapHeader(n: number): void {
+    if (n < 16) this.u8(0x80 | n);
+    else if (n <= 0xffff) this.header(0xde, n, 2);
+    else this.header(0xdf, n, 4);
+  }
+
+  raw(bytes: Uint8Array): void {
+    this.ensure(bytes.byteLength);
+    this.buf.set(bytes, this.pos);
+    this.pos += bytes.byteLength;
   }
 
   bin(b: Uint8Array): void {
@@ -139,9 +161,7 @@ class Writer {
     if (size <= 0xff) this.header(0xc4, size, 1);
     else if (size <= 0xffff) this.header(0xc5, size, 2);
     else this.header(0xc6, size, 4);
-    this.ensure(size);
-    this.buf.set(b, this.pos);
-    this.pos += size;
+    this.raw(b);
   }
 
   container(o: object): void {
@@ -149,9 +169,7 @@ class Writer {
     this.stack.push(o);
     if (Array.isArray(o)) {
       const n = o.length;
-      if (n < 16) this.u8(0x90 | n);
-      else if (n <= 0xffff) this.header(0xdc, n, 2);
-      else this.header(0xdd, n, 4);
+      this.arrayHeader(n);
       for (let i = 0; i < n; i++) {
         this.path.push(i);
         this.value(o[i]);
@@ -159,10 +177,7 @@ class Writer {
       }
     } else if (isPlainObject(o)) {
       const keys = Object.keys(o);
-      const n = keys.length;
-      if (n < 16) this.u8(0x80 | n);
-      else if (n <= 0xffff) this.header(0xde, n, 2);
-      else this.header(0xdf, n, 4);
+      this.mapHeader(keys.length);
       for (const key of keys) {
         this.string(key);
         this.path.push(key);
@@ -179,16 +194,56 @@ class Writer {
 // One writer reused by every encode: a message is written synchronously, so nothing interleaves.
 const writer = new Writer();
 
-export function encode(value: unknown): Buffer {
+function reset(): void {
   writer.pos = 0;
   writer.stack.length = 0;
   writer.path.length = 0;
-  writer.value(value);
+}
+
+/** The writer's bytes, as a buffer of their own. */
+function written(): Buffer {
   const out = Buffer.allocUnsafe(writer.pos);
   writer.buf.copy(out, 0, 0, writer.pos);
   // One huge message must not pin a huge scratch buffer for the life of the process.
   if (writer.buf.length > SCRATCH_LIMIT) writer.buf = Buffer.allocUnsafe(4096);
   return out;
+}
+
+export function encode(value: unknown): Buffer {
+  reset();
+  writer.value(value);
+  return written();
+}
+
+/**
+ * `map` (an encoded msgpack map) with one more entry, last: `key` → an array of strings given
+ * as their UTF-8 bytes. The same bytes as encoding the map with that entry added, without
+ * decoding the map or turning the strings (a group's 1,000s of channel names, as Redis gave
+ * them) into JS strings and back.
+ */
+export function withStringArray(
+  map: Uint8Array,
+  key: string,
+  strings: readonly Uint8Array[],
+): Buffer {
+  const buf = Buffer.from(map.buffer, map.byteOffset, map.byteLength);
+  const b = buf[0] ?? 0;
+  let size: number;
+  let head: number;
+  if (b >= 0x80 && b <= 0x8f) [size, head] = [b & 0x0f, 1];
+  else if (b === 0xde && buf.length >= 3) [size, head] = [buf.readUInt16BE(1), 3];
+  else if (b === 0xdf && buf.length >= 5) [size, head] = [buf.readUInt32BE(1), 5];
+  else throw new TypeError('withStringArray needs an encoded msgpack map');
+  reset();
+  writer.mapHeader(size + 1);
+  writer.raw(buf.subarray(head));
+  writer.string(key);
+  writer.arrayHeader(strings.length);
+  for (const s of strings) {
+    writer.strHeader(s.byteLength);
+    writer.raw(s);
+  }
+  return written();
 }
 
 export class MsgpackDecodeError extends Error {
