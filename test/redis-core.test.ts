@@ -229,6 +229,26 @@ for (const topology of topologies) {
       assert.equal(a.stats().groupDeliveries, 7);
     });
 
+    it('groupSend: each local member gets a message of its own (flat or nested)', async () => {
+      const a = makeLayer({ hosts: topology.hosts(), prefix: freshPrefix() });
+      const chans = [await a.newChannel(), await a.newChannel(), await a.newChannel()];
+      for (const c of chans) await a.groupAdd('copies', c);
+      for (const message of [
+        { type: 'flat', seq: 1 },
+        { type: 'nested', seq: 2, inner: { list: [1, 2] } },
+      ]) {
+        await a.groupSend('copies', message);
+        const got = (await Promise.all(chans.map((c) => a.receive(c)))) as Array<
+          Record<string, unknown>
+        >;
+        for (const m of got) assert.deepEqual(m, message);
+        got[0]!.type = 'changed';
+        if (got[0]!.inner) (got[0]!.inner as { list: number[] }).list.push(3);
+        assert.deepEqual(got[1], message);
+        assert.deepEqual(got[2], message);
+      }
+    });
+
     it('groupSend skips and drops memberships older than groupExpiry', async () => {
       const prefix = freshPrefix();
       const a = makeLayer({ hosts: topology.hosts(), prefix, groupExpiry: 60 });

@@ -30,7 +30,7 @@ import { crc32Placement, ringPlacement, type Placement } from '../redis/placemen
 import { Reader } from '../redis/reader.ts';
 import { runScript } from '../redis/scripts.ts';
 import { Shard } from '../redis/shard.ts';
-import { cloneDecoded } from '../serde/clone.ts';
+import { copier } from '../serde/clone.ts';
 import { assertMessage, CHANNEL_FIELD } from '../serde/codec.ts';
 import type { ChannelLayer, Message, ReceiveOptions } from '../types.ts';
 import { BaseLayer } from './base.ts';
@@ -111,10 +111,13 @@ function prefixPattern(prefix: string): string {
   return `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`;
 }
 
-/** Whether `channel`'s non-local name is `name` (without slicing: called per group member). */
+/**
+ * Whether `channel`'s non-local name is `name`, itself a non-local name (without slicing: called
+ * per group member). A `…!` name's only '!' is its last character, so a channel starting with
+ * it has its first '!' there too.
+ */
 function sharesQueue(channel: string, name: string): boolean {
-  if (!name.endsWith('!')) return channel === name;
-  return channel.startsWith(name) && channel.indexOf('!') === name.length - 1;
+  return name.endsWith('!') ? channel.startsWith(name) : channel === name;
 }
 
 function describeError(err: unknown): string {
@@ -632,19 +635,21 @@ export class RedisChannelLayer<M extends Message = Message>
     }
     // A message only reaches channels whose queue it came from.
     const name = key.slice(this.options.prefix.length);
-    targets = targets.filter((channel) => sharesQueue(channel, name));
-    targets.forEach((channel, i) => {
-      const copy = (i === 0 ? message : cloneDecoded(message)) as M;
+    const copy = copier(message as M);
+    let first = true;
+    for (const channel of targets) {
+      if (!sharesQueue(channel, name)) continue;
       const put = this.mailboxes.put(
         channel,
-        copy,
+        first ? (message as M) : copy(),
         this.capacityFor(channel),
         'drop-oldest',
         expiresAt,
       );
+      first = false;
       if (put === 'delivered') this.count('received');
       else if (put === 'displaced') this.count('localDropped');
-    });
+    }
   }
 
   /** Keeps a popped normal-channel member for the next receive; given back if unclaimed. */

@@ -31,3 +31,18 @@ export function cloneDecoded<T>(value: T): T {
   }
   return out as T;
 }
+
+function isPrimitive(value: unknown): boolean {
+  return value === null || (typeof value !== 'object' && typeof value !== 'function');
+}
+
+/**
+ * Makes copies of one decoded message for fan-out. A plain message whose values are all
+ * primitives (the usual shape: a type, ids, text) is copied by a spread, several times faster
+ * again than the walk; any other by cloneDecoded. (Spread too keeps a `__proto__` key as data.)
+ */
+export function copier<T extends object>(value: T): () => T {
+  if (Object.getPrototypeOf(value) === Object.prototype && Object.values(value).every(isPrimitive))
+    return () => ({ ...value });
+  return () => cloneDecoded(value);
+}
