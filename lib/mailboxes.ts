@@ -162,6 +162,8 @@ export class Mailboxes<T> {
    * Hands `value` to the channel's first waiter, or buffers it. At `limit` buffered messages,
    * `overflow: 'reject'` refuses it ('full') and `'drop-oldest'` makes room ('displaced').
    * `expiresAt` (ms epoch) defaults to now + expiry; a Redis reader passes send time + expiry.
+   * `counted`: the caller accounts for a delivery itself, so onWaiters is not called for it (a
+   * group message's 1,000 deliveries to one queue change its count once).
    */
   put(
     channel: string,
@@ -169,11 +171,12 @@ export class Mailboxes<T> {
     limit: number,
     overflow: 'reject' | 'drop-oldest',
     expiresAt = Date.now() + this.opts.expiryMs,
+    counted = false,
   ): PutResult {
     let box = this.boxes.get(channel);
     const waiter = box?.shiftWaiter();
     if (waiter) {
-      this.opts.onWaiters?.(channel, -1);
+      if (!counted) this.opts.onWaiters?.(channel, -1);
       if (box!.size === 0 && box!.first === undefined) this.boxes.delete(channel);
       waiter.settle(value);
       return 'delivered';

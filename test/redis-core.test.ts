@@ -795,6 +795,26 @@ describe('RedisChannelLayer: semantics', () => {
     assert.deepEqual(await waiting, { type: 'still-here' });
   });
 
+  it('once a group message reached every waiting member, their queue is not read any more', async () => {
+    const prefix = freshPrefix();
+    const layer = makeLayer({ hosts: one.urls, prefix });
+    const chans = [await layer.newChannel(), await layer.newChannel(), await layer.newChannel()];
+    for (const c of chans) await layer.groupAdd('served', c);
+    const got = Promise.all(chans.map((c) => layer.receive(c)));
+    await layer.groupSend('served', { type: 'g' });
+    await got;
+    // The reader keeps running for another channel; a message for a served member written
+    // before that channel's must stay in Redis (a reader still watching their queue would
+    // have popped it first).
+    const elsewhere = layer.receive('elsewhere');
+    await layer.send(chans[0]!, { type: 'later' });
+    await layer.send('elsewhere', { type: 'done' });
+    await elsewhere;
+    const key = prefix + chans[0]!.slice(0, chans[0]!.indexOf('!') + 1);
+    assert.equal(await raw(one.urls[0]!).zcard(key), 1);
+    assert.deepEqual(await layer.receive(chans[0]!), { type: 'later' });
+  });
+
   it('a stalled consumer keeps its queue in Redis: senders get ChannelFull at capacity, nothing is dropped locally', async () => {
     const prefix = freshPrefix();
     const receiver = makeLayer({ hosts: three.urls, prefix });

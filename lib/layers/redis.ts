@@ -551,6 +551,10 @@ export class RedisChannelLayer<M extends Message = Message>
       key = this.options.prefix + name;
       this.lastWaited = { name, key };
     }
+    this.addWaiting(key, delta);
+  }
+
+  private addWaiting(key: string, delta: number): void {
     const n = (this.waiting.get(key) ?? 0) + delta;
     if (n > 0) this.waiting.set(key, n);
     else this.waiting.delete(key);
@@ -637,6 +641,9 @@ export class RedisChannelLayer<M extends Message = Message>
     const name = key.slice(this.options.prefix.length);
     const copy = copier(message as M);
     let first = true;
+    // Every target's waiters are counted under this key (they share the queue): one update for
+    // all the deliveries, not a countWaiter per member.
+    let delivered = 0;
     for (const channel of targets) {
       if (!sharesQueue(channel, name)) continue;
       const put = this.mailboxes.put(
@@ -645,10 +652,15 @@ export class RedisChannelLayer<M extends Message = Message>
         this.capacityFor(channel),
         'drop-oldest',
         expiresAt,
+        true,
       );
       first = false;
-      if (put === 'delivered') this.count('received');
+      if (put === 'delivered') delivered++;
       else if (put === 'displaced') this.count('localDropped');
+    }
+    if (delivered > 0) {
+      this.count('received', delivered);
+      this.addWaiting(key, -delivered);
     }
   }
 
