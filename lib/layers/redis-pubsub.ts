@@ -30,6 +30,7 @@
  * - `deleteChannel()` rejects receives still waiting on that channel.
  */
 import type { LayerOptions } from '../config.ts';
+import { Closing } from '../closing.ts';
 import { abortReason, LayerClosed } from '../errors.ts';
 import { Mailboxes } from '../mailboxes.ts';
 import { assertChannelName, assertGroupName, isProcessLocal, uuidHex } from '../names.ts';
@@ -58,20 +59,6 @@ class ChannelState {
   }
 }
 
-/**
- * What `deleteChannel()` hands to the receives still waiting on the channel it removes: they
- * reject with its error. Going through the mailbox keeps receives free of any per-receive
- * AbortController (the cost of 100,000 idle consumers).
- */
-class Deleted {
-  constructor(readonly error: Error) {}
-}
-
-function unwrapDeleted<M>(message: M | Deleted): M {
-  if (message instanceof Deleted) throw message.error;
-  return message;
-}
-
 const noop = (): void => {};
 
 interface ShardHealth {
@@ -98,7 +85,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
   private readonly subscriptions: Subscriptions[];
   private readonly health: ShardHealth[];
   private readonly placement: Placement;
-  private readonly mailboxes: Mailboxes<M | Deleted>;
+  private readonly mailboxes: Mailboxes<M>;
   /** Per shard: turns a failed PUBLISH into the error send()/groupSend() reject with. */
   private readonly publishFailed: Array<(err: unknown) => never>;
   /** Shared continuations of send()/groupSend() (no closure per message). */
@@ -109,23 +96,18 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
   /** Redis group channel → (local member channel → membership expiry time). */
   private readonly groups = new Map<string, Map<string, number>>();
   private groupSweeper: NodeJS.Timeout | undefined;
-  /** Rejects with LayerClosed when close() is called. */
-  private readonly closedPromise: Promise<never>;
-  private rejectClosed!: (err: Error) => void;
+  /** Waits that close() cuts short with LayerClosed. */
+  private readonly closing = new Closing();
 
   constructor(options: RedisPubSubOptions = {}) {
     // No Fernet TTL: a published message is never stored, so it can't be replayed late (issue 5).
     super(options, () => ({ prefixLength: 0 }));
-    this.closedPromise = new Promise<never>((_, reject) => {
-      this.rejectClosed = reject;
-    });
-    this.closedPromise.catch(() => {});
     const specs = this.options.hosts.map((entry, i) => parseHost(entry, i));
     this.placement =
       this.options.sharding === 'ring'
         ? ringPlacement(specs.map((s) => s.id))
         : crc32Placement(specs.length);
-    this.mailboxes = new Mailboxes<M | Deleted>({
+    this.mailboxes = new Mailboxes<M>({
       expiryMs: this.options.expiryMs,
       onExpired: (n) => this.count('expired', n),
     });
@@ -241,11 +223,11 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
    * The channel's next message. 'received' is counted when a message is handed over: here for
    * a buffered one, in deliver() for one put straight into a waiting receive. The user's signal
    * goes to the mailbox as is (it removes an aborted receive synchronously: no loss, no
-   * duplicate); deleteChannel() ends waiting receives through the mailbox (Deleted).
+   * duplicate); deleteChannel() rejects waiting receives through the mailbox.
    */
   private take(channel: string, signal: AbortSignal | undefined): Promise<M> {
     if (this.mailboxes.buffered(channel) > 0) this.count('received');
-    return this.mailboxes.take(channel, signal).then(unwrapDeleted);
+    return this.mailboxes.take(channel, signal);
   }
 
   /** `${prefix option}${prefix}${uuid hex}`; resolves once Redis confirmed the subscription. */
@@ -356,7 +338,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.rejectClosed(new LayerClosed(this.constructor.name));
+    this.closing.close(new LayerClosed(this.constructor.name));
     this.stopGroupSweeper();
     this.groups.clear();
     this.channels.clear();
@@ -473,7 +455,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
    * reconnecting unsettled when disconnected, so close() must not depend on them settling.
    */
   private untilClosed<T>(pending: Promise<T>): Promise<T> {
-    return Promise.race([pending, this.closedPromise]);
+    return this.closing.until(pending);
   }
 
   private forgetChannel(channel: string, state: ChannelState): Promise<void> {
@@ -481,11 +463,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     const released = [this.subscriptionsOf(channel).release(channel)];
     for (const name of state.groups ?? []) released.push(this.leave(name, channel));
     this.mailboxes.drop(channel);
-    // Every receive still waiting gets the deletion, which it rejects with.
-    const deleted = new Deleted(deletedError(channel));
-    while (this.mailboxes.waiting(channel) > 0) {
-      this.mailboxes.put(channel, deleted, Number.POSITIVE_INFINITY, 'drop-oldest');
-    }
+    this.mailboxes.rejectWaiters(channel, deletedError(channel));
     return Promise.all(released).then(() => {});
   }
 
