@@ -196,6 +196,27 @@ describe('RedisPubSubChannelLayer on one host', () => {
     assert.equal(layer.activeChannels, 0);
   });
 
+  test('PUBLISHes issued in one turn leave in one write; across turns they stay in order', async () => {
+    const layer = makeLayer(redis.urls, { capacity: 1000 });
+    const ch = await layer.newChannel();
+    const reads = async (): Promise<number> => {
+      const info = String(await redisCommand(server.port, ['INFO', 'stats']));
+      return Number(/total_reads_processed:(\d+)/.exec(info)![1]);
+    };
+    const before = await reads();
+    const sends = [];
+    for (let i = 0; i < 200; i++) sends.push(layer.send(ch, { type: 'n', i }));
+    await Promise.all(sends);
+    // 200 PUBLISHes, a handful of socket reads by Redis (this INFO's own connection included).
+    assert.ok((await reads()) - before <= 4, 'one write for the whole turn');
+    // One send per turn, interleaved with receives: each its own write, still FIFO.
+    for (let i = 200; i < 220; i++) {
+      await new Promise((resolve) => setImmediate(resolve));
+      void layer.send(ch, { type: 'n', i });
+    }
+    for (let i = 0; i < 220; i++) assert.deepEqual(await layer.receive(ch), { type: 'n', i });
+  });
+
   test('payload bytes are exactly msgpack(message), no prefix, no routing field', async () => {
     const layer = makeLayer(redis.urls);
     const ch = await layer.newChannel();

@@ -36,6 +36,7 @@ import { Mailboxes } from '../mailboxes.ts';
 import { assertChannelName, assertGroupName, isProcessLocal, uuidHex } from '../names.ts';
 import { parseHost } from '../redis/hosts.ts';
 import { crc32Placement, ringPlacement, type Placement } from '../redis/placement.ts';
+import { Publisher } from '../redis/publisher.ts';
 import { Shard, type Role } from '../redis/shard.ts';
 import { Subscriptions } from '../redis/subscriber.ts';
 import { assertMessage } from '../serde/codec.ts';
@@ -83,6 +84,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
 {
   private readonly shards: Shard[];
   private readonly subscriptions: Subscriptions[];
+  private readonly publishers: Publisher[];
   private readonly health: ShardHealth[];
   private readonly placement: Placement;
   private readonly mailboxes: Mailboxes<M>;
@@ -117,6 +119,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
       (spec, i) =>
         new Shard(i, spec, { commandTimeoutMs: this.options.commandTimeoutMs, failFast: true }),
     );
+    this.publishers = this.shards.map((shard) => new Publisher(shard.client));
     this.publishFailed = this.shards.map((shard) => (err: unknown): never => {
       throw this.failure(shard.explain(err, 'the PUBLISH'));
     });
@@ -387,7 +390,10 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     // the connection drops, close() included, and commandTimeout bounds it — so it needs no
     // race with close() (a Promise.race per message).
     if (shard.client.status === 'ready') {
-      return shard.client.publish(name, payload).then(sent, this.publishFailed[shard.index]);
+      return this.publishers[shard.index]!.publish(name, payload).then(
+        sent,
+        this.publishFailed[shard.index],
+      );
     }
     return this.publishWhenReady(shard, name, payload, sent);
   }
@@ -400,7 +406,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
   ): Promise<void> {
     try {
       await this.untilClosed(shard.whenReady());
-      await this.untilClosed(shard.client.publish(name, payload));
+      await this.untilClosed(this.publishers[shard.index]!.publish(name, payload));
     } catch (err) {
       throw this.failure(shard.explain(err, 'the PUBLISH'));
     }
