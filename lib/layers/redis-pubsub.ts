@@ -5,9 +5,9 @@
  * token with keys) — no random prefix, nothing stored in Redis.
  *
  * Unlike channels_redis it is push-based (one subscriber connection per shard, messages arrive
- * as Redis pushes them — no 100 ms polling), publishes on the shard's auto-pipelined command
- * connection (never queued behind a SUBSCRIBE), keeps subscriptions until `deleteChannel()` or
- * `close()` (an aborted receive unsubscribes nothing — channels_redis #276), bounds every local
+ * as Redis pushes them — no 100 ms polling), publishes on the shard's command connection, one
+ * writev per turn (never queued behind a SUBSCRIBE), keeps subscriptions until `deleteChannel()`
+ * or `close()` (an aborted receive unsubscribes nothing — channels_redis #276), bounds every local
  * queue, resubscribes everything after a reconnect and reports it with 'disconnect'/'reconnect'.
  *
  * Delivery is at most once: a message published while nobody (or no connection) is subscribed
