@@ -56,9 +56,8 @@ class SignalWaiter<T> extends Waiter<T> {
 const NO_ITEMS: never[] = [];
 
 /**
- * One channel's state. An idle channel with one waiting receive is the common case (a consumer
- * waiting for its next event), so the first waiter is held directly and arrays are allocated
- * only when a second waiter or a buffered message appears.
+ * One channel's state once it has buffered messages or a second waiter (a channel with just one
+ * waiting receive is held as that waiter: see Slot). Arrays are allocated only when needed.
  */
 class Mailbox<T> {
   items: Entry<T>[] = NO_ITEMS;
@@ -152,8 +151,14 @@ export interface MailboxesOptions {
   onWaiters?: (channel: string, delta: 1 | -1) => void;
 }
 
+/**
+ * What the map holds for a channel: the waiter itself while it is the channel's only state (a
+ * consumer idling in `receive`, the common case: no Mailbox object for it), else a Mailbox.
+ */
+type Slot<T> = Waiter<T> | Mailbox<T>;
+
 export class Mailboxes<T> {
-  private readonly boxes = new Map<string, Mailbox<T>>();
+  private readonly boxes = new Map<string, Slot<T>>();
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: MailboxesOptions) {}
@@ -173,7 +178,14 @@ export class Mailboxes<T> {
     expiresAt = Date.now() + this.opts.expiryMs,
     counted = false,
   ): PutResult {
-    let box = this.boxes.get(channel);
+    const slot = this.boxes.get(channel);
+    if (slot instanceof Waiter) {
+      this.boxes.delete(channel);
+      this.opts.onWaiters?.(channel, -1);
+      slot.settle(value);
+      return 'delivered';
+    }
+    let box = slot;
     const waiter = box?.shiftWaiter();
     if (waiter) {
       if (!counted) this.opts.onWaiters?.(channel, -1);
@@ -200,7 +212,7 @@ export class Mailboxes<T> {
   /** A message buffered for `channel` right now, taken without waiting; else undefined. */
   takeBuffered(channel: string): T | undefined {
     const box = this.boxes.get(channel);
-    if (!box || box.size === 0) return undefined;
+    if (!(box instanceof Mailbox) || box.size === 0) return undefined;
     this.expire(box, Date.now());
     const entry = box.shift();
     if (box.size === 0 && box.first === undefined) this.boxes.delete(channel);
@@ -210,17 +222,14 @@ export class Mailboxes<T> {
   /** The next message for `channel`: buffered now, or the next one put. */
   take(channel: string, signal?: AbortSignal): Promise<T> {
     if (signal?.aborted) return Promise.reject(abortReason(signal));
-    let box = this.boxes.get(channel);
-    if (box) {
-      this.expire(box, Date.now());
-      const entry = box.shift();
+    const slot = this.boxes.get(channel);
+    if (slot instanceof Mailbox) {
+      this.expire(slot, Date.now());
+      const entry = slot.shift();
       if (entry) {
-        if (box.size === 0 && box.first === undefined) this.boxes.delete(channel);
+        if (slot.size === 0 && slot.first === undefined) this.boxes.delete(channel);
         return Promise.resolve(entry.value);
       }
-    } else {
-      box = new Mailbox<T>();
-      this.boxes.set(channel, box);
     }
     const waiter = signal ? new SignalWaiter<T>(signal) : new Waiter<T>();
     const promise = new Promise<T>((resolve, reject) => {
@@ -228,37 +237,45 @@ export class Mailboxes<T> {
       waiter.reject = reject;
     });
     if (waiter instanceof SignalWaiter) {
-      const target = box;
       waiter.onAbort = () => {
-        if (target.removeWaiter(waiter)) this.opts.onWaiters?.(channel, -1);
-        if (target.size === 0 && target.first === undefined && this.boxes.get(channel) === target) {
-          this.boxes.delete(channel);
-        }
+        if (this.removeWaiter(channel, waiter)) this.opts.onWaiters?.(channel, -1);
         waiter.reject(abortReason(waiter.signal));
       };
       waiter.signal.addEventListener('abort', waiter.onAbort, { once: true });
     }
-    box.addWaiter(waiter);
+    if (slot === undefined) this.boxes.set(channel, waiter);
+    else if (slot instanceof Mailbox) slot.addWaiter(waiter);
+    else {
+      // A second waiter: now the channel needs a Mailbox (FIFO of waiters).
+      const box = new Mailbox<T>();
+      box.addWaiter(slot);
+      box.addWaiter(waiter);
+      this.boxes.set(channel, box);
+    }
     this.opts.onWaiters?.(channel, 1);
     return promise;
   }
 
   /** Receivers currently waiting on `channel`. */
   waiting(channel: string): number {
-    return this.boxes.get(channel)?.waiterCount ?? 0;
+    const slot = this.boxes.get(channel);
+    if (slot === undefined) return 0;
+    return slot instanceof Waiter ? 1 : slot.waiterCount;
   }
 
   /** Unexpired messages buffered for `channel`. */
   buffered(channel: string): number {
     const box = this.boxes.get(channel);
-    if (!box) return 0;
+    if (!(box instanceof Mailbox)) return 0;
     this.expire(box, Date.now());
     return box.size;
   }
 
   /** Channels that have waiters right now. */
   *waitedChannels(): IterableIterator<string> {
-    for (const [channel, box] of this.boxes) if (box.first !== undefined) yield channel;
+    for (const [channel, slot] of this.boxes) {
+      if (slot instanceof Waiter || slot.first !== undefined) yield channel;
+    }
   }
 
   /** Number of channels holding any state (for leak checks). */
@@ -269,11 +286,29 @@ export class Mailboxes<T> {
   /** Drops the channel's buffer; its waiters, if any, keep waiting. */
   drop(channel: string): void {
     const box = this.boxes.get(channel);
-    if (!box) return;
+    if (!(box instanceof Mailbox)) return;
     if (box.first === undefined) this.boxes.delete(channel);
     else {
       box.items = NO_ITEMS;
       box.head = 0;
+    }
+  }
+
+  /** Rejects every receive waiting on `channel` with `err`; its buffer stays. */
+  rejectWaiters(channel: string, err: unknown): void {
+    const slot = this.boxes.get(channel);
+    if (slot === undefined) return;
+    let waiters: Waiter<T>[];
+    if (slot instanceof Waiter) {
+      this.boxes.delete(channel);
+      waiters = [slot];
+    } else {
+      waiters = slot.takeWaiters();
+      if (slot.size === 0) this.boxes.delete(channel);
+    }
+    for (const waiter of waiters) {
+      this.opts.onWaiters?.(channel, -1);
+      waiter.fail(err);
     }
   }
 
@@ -285,16 +320,28 @@ export class Mailboxes<T> {
 
   /** Rejects every waiter and forgets everything (close). */
   close(err: unknown): void {
-    const boxes = [...this.boxes];
+    const slots = [...this.boxes];
     this.boxes.clear();
     if (this.sweeper) clearInterval(this.sweeper);
     this.sweeper = undefined;
-    for (const [channel, box] of boxes) {
-      for (const waiter of box.takeWaiters()) {
+    for (const [channel, slot] of slots) {
+      for (const waiter of slot instanceof Waiter ? [slot] : slot.takeWaiters()) {
         this.opts.onWaiters?.(channel, -1);
         waiter.fail(err);
       }
     }
+  }
+
+  /** Removes an aborted waiter from its channel; returns whether it was still waiting. */
+  private removeWaiter(channel: string, waiter: Waiter<T>): boolean {
+    const slot = this.boxes.get(channel);
+    if (slot === waiter) {
+      this.boxes.delete(channel);
+      return true;
+    }
+    if (!(slot instanceof Mailbox) || !slot.removeWaiter(waiter)) return false;
+    if (slot.size === 0 && slot.first === undefined) this.boxes.delete(channel);
+    return true;
   }
 
   private expire(box: Mailbox<T>, now: number): void {
@@ -305,6 +352,7 @@ export class Mailboxes<T> {
   private sweep(): void {
     const now = Date.now();
     for (const [channel, box] of this.boxes) {
+      if (!(box instanceof Mailbox)) continue;
       this.expire(box, now);
       if (box.size === 0 && box.first === undefined) this.boxes.delete(channel);
     }
@@ -319,7 +367,7 @@ export class Mailboxes<T> {
   }
 
   private stopSweeperIfIdle(): void {
-    for (const box of this.boxes.values()) if (box.size > 0) return;
+    for (const box of this.boxes.values()) if (box instanceof Mailbox && box.size > 0) return;
     if (this.sweeper) clearInterval(this.sweeper);
     this.sweeper = undefined;
   }

@@ -5,9 +5,9 @@
  * token with keys) — no random prefix, nothing stored in Redis.
  *
  * Unlike channels_redis it is push-based (one subscriber connection per shard, messages arrive
- * as Redis pushes them — no 100 ms polling), publishes on the shard's auto-pipelined command
- * connection (never queued behind a SUBSCRIBE), keeps subscriptions until `deleteChannel()` or
- * `close()` (an aborted receive unsubscribes nothing — channels_redis #276), bounds every local
+ * as Redis pushes them — no 100 ms polling), publishes on the shard's command connection, one
+ * writev per turn (never queued behind a SUBSCRIBE), keeps subscriptions until `deleteChannel()`
+ * or `close()` (an aborted receive unsubscribes nothing — channels_redis #276), bounds every local
  * queue, resubscribes everything after a reconnect and reports it with 'disconnect'/'reconnect'.
  *
  * Delivery is at most once: a message published while nobody (or no connection) is subscribed
@@ -30,11 +30,13 @@
  * - `deleteChannel()` rejects receives still waiting on that channel.
  */
 import type { LayerOptions } from '../config.ts';
+import { Closing } from '../closing.ts';
 import { abortReason, LayerClosed } from '../errors.ts';
 import { Mailboxes } from '../mailboxes.ts';
 import { assertChannelName, assertGroupName, isProcessLocal, uuidHex } from '../names.ts';
 import { parseHost } from '../redis/hosts.ts';
 import { crc32Placement, ringPlacement, type Placement } from '../redis/placement.ts';
+import { Publisher } from '../redis/publisher.ts';
 import { Shard, type Role } from '../redis/shard.ts';
 import { Subscriptions } from '../redis/subscriber.ts';
 import { assertMessage } from '../serde/codec.ts';
@@ -56,20 +58,6 @@ class ChannelState {
   constructor(ready: Promise<void>) {
     this.ready = ready;
   }
-}
-
-/**
- * What `deleteChannel()` hands to the receives still waiting on the channel it removes: they
- * reject with its error. Going through the mailbox keeps receives free of any per-receive
- * AbortController (the cost of 100,000 idle consumers).
- */
-class Deleted {
-  constructor(readonly error: Error) {}
-}
-
-function unwrapDeleted<M>(message: M | Deleted): M {
-  if (message instanceof Deleted) throw message.error;
-  return message;
 }
 
 const noop = (): void => {};
@@ -96,9 +84,10 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
 {
   private readonly shards: Shard[];
   private readonly subscriptions: Subscriptions[];
+  private readonly publishers: Publisher[];
   private readonly health: ShardHealth[];
   private readonly placement: Placement;
-  private readonly mailboxes: Mailboxes<M | Deleted>;
+  private readonly mailboxes: Mailboxes<M>;
   /** Per shard: turns a failed PUBLISH into the error send()/groupSend() reject with. */
   private readonly publishFailed: Array<(err: unknown) => never>;
   /** Shared continuations of send()/groupSend() (no closure per message). */
@@ -109,23 +98,18 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
   /** Redis group channel → (local member channel → membership expiry time). */
   private readonly groups = new Map<string, Map<string, number>>();
   private groupSweeper: NodeJS.Timeout | undefined;
-  /** Rejects with LayerClosed when close() is called. */
-  private readonly closedPromise: Promise<never>;
-  private rejectClosed!: (err: Error) => void;
+  /** Waits that close() cuts short with LayerClosed. */
+  private readonly closing = new Closing();
 
   constructor(options: RedisPubSubOptions = {}) {
     // No Fernet TTL: a published message is never stored, so it can't be replayed late (issue 5).
     super(options, () => ({ prefixLength: 0 }));
-    this.closedPromise = new Promise<never>((_, reject) => {
-      this.rejectClosed = reject;
-    });
-    this.closedPromise.catch(() => {});
     const specs = this.options.hosts.map((entry, i) => parseHost(entry, i));
     this.placement =
       this.options.sharding === 'ring'
         ? ringPlacement(specs.map((s) => s.id))
         : crc32Placement(specs.length);
-    this.mailboxes = new Mailboxes<M | Deleted>({
+    this.mailboxes = new Mailboxes<M>({
       expiryMs: this.options.expiryMs,
       onExpired: (n) => this.count('expired', n),
     });
@@ -135,6 +119,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
       (spec, i) =>
         new Shard(i, spec, { commandTimeoutMs: this.options.commandTimeoutMs, failFast: true }),
     );
+    this.publishers = this.shards.map((shard) => new Publisher(shard.client));
     this.publishFailed = this.shards.map((shard) => (err: unknown): never => {
       throw this.failure(shard.explain(err, 'the PUBLISH'));
     });
@@ -241,11 +226,11 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
    * The channel's next message. 'received' is counted when a message is handed over: here for
    * a buffered one, in deliver() for one put straight into a waiting receive. The user's signal
    * goes to the mailbox as is (it removes an aborted receive synchronously: no loss, no
-   * duplicate); deleteChannel() ends waiting receives through the mailbox (Deleted).
+   * duplicate); deleteChannel() rejects waiting receives through the mailbox.
    */
   private take(channel: string, signal: AbortSignal | undefined): Promise<M> {
     if (this.mailboxes.buffered(channel) > 0) this.count('received');
-    return this.mailboxes.take(channel, signal).then(unwrapDeleted);
+    return this.mailboxes.take(channel, signal);
   }
 
   /** `${prefix option}${prefix}${uuid hex}`; resolves once Redis confirmed the subscription. */
@@ -356,7 +341,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.rejectClosed(new LayerClosed(this.constructor.name));
+    this.closing.close(new LayerClosed(this.constructor.name));
     this.stopGroupSweeper();
     this.groups.clear();
     this.channels.clear();
@@ -405,7 +390,10 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     // the connection drops, close() included, and commandTimeout bounds it — so it needs no
     // race with close() (a Promise.race per message).
     if (shard.client.status === 'ready') {
-      return shard.client.publish(name, payload).then(sent, this.publishFailed[shard.index]);
+      return this.publishers[shard.index]!.publish(name, payload).then(
+        sent,
+        this.publishFailed[shard.index],
+      );
     }
     return this.publishWhenReady(shard, name, payload, sent);
   }
@@ -418,7 +406,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
   ): Promise<void> {
     try {
       await this.untilClosed(shard.whenReady());
-      await this.untilClosed(shard.client.publish(name, payload));
+      await this.untilClosed(this.publishers[shard.index]!.publish(name, payload));
     } catch (err) {
       throw this.failure(shard.explain(err, 'the PUBLISH'));
     }
@@ -473,7 +461,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
    * reconnecting unsettled when disconnected, so close() must not depend on them settling.
    */
   private untilClosed<T>(pending: Promise<T>): Promise<T> {
-    return Promise.race([pending, this.closedPromise]);
+    return this.closing.until(pending);
   }
 
   private forgetChannel(channel: string, state: ChannelState): Promise<void> {
@@ -481,11 +469,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     const released = [this.subscriptionsOf(channel).release(channel)];
     for (const name of state.groups ?? []) released.push(this.leave(name, channel));
     this.mailboxes.drop(channel);
-    // Every receive still waiting gets the deletion, which it rejects with.
-    const deleted = new Deleted(deletedError(channel));
-    while (this.mailboxes.waiting(channel) > 0) {
-      this.mailboxes.put(channel, deleted, Number.POSITIVE_INFINITY, 'drop-oldest');
-    }
+    this.mailboxes.rejectWaiters(channel, deletedError(channel));
     return Promise.all(released).then(() => {});
   }
 
