@@ -181,7 +181,7 @@ export class Mailboxes<T> {
     const slot = this.boxes.get(channel);
     if (slot instanceof Waiter) {
       this.boxes.delete(channel);
-      this.opts.onWaiters?.(channel, -1);
+      if (!counted) this.opts.onWaiters?.(channel, -1);
       slot.settle(value);
       return 'delivered';
     }

@@ -815,6 +815,26 @@ describe('RedisChannelLayer: semantics', () => {
     assert.deepEqual(await layer.receive(chans[0]!), { type: 'later' });
   });
 
+  it('a group message to idle members leaves the demand of a non-member on their queue intact', async () => {
+    // Each member's receive is the channel's only state (a lone waiter): the fan-out must count
+    // its hand-over once, or the queue's demand drops below the receivers still waiting on it.
+    const layer = makeLayer({ hosts: one.urls, prefix: freshPrefix() });
+    const chans = [await layer.newChannel(), await layer.newChannel(), await layer.newChannel()];
+    for (const c of chans) await layer.groupAdd('rounds', c);
+    const bystander = await layer.newChannel(); // same queue key, not in the group
+    const later = layer.receive(bystander, { signal: AbortSignal.timeout(5000) });
+    for (let round = 0; round < 2; round++) {
+      const got = Promise.all(chans.map((c) => layer.receive(c)));
+      await layer.groupSend('rounds', { type: 'g', round });
+      assert.deepEqual(
+        (await got).map((m) => m.round),
+        [round, round, round],
+      );
+    }
+    await layer.send(bystander, { type: 'direct' });
+    assert.deepEqual(await later, { type: 'direct' });
+  });
+
   it('a stalled consumer keeps its queue in Redis: senders get ChannelFull at capacity, nothing is dropped locally', async () => {
     const prefix = freshPrefix();
     const receiver = makeLayer({ hosts: three.urls, prefix });
