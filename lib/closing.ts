@@ -10,7 +10,11 @@ export class Closing {
 
   /** `pending`, or a rejection with the close error as soon as `close()` runs (or has run). */
   until<T>(pending: Promise<T>): Promise<T> {
-    if (this.error) return Promise.reject(this.error);
+    if (this.error) {
+      // Still observed: its late failure must not become an unhandled rejection.
+      pending.catch(() => {});
+      return Promise.reject(this.error);
+    }
     return new Promise<T>((resolve, reject) => {
       this.waits.add(reject);
       pending.then(
