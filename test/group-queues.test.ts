@@ -45,6 +45,15 @@ describe('groupQueues', () => {
     assert.deepEqual(grouped(members), expected(members));
   });
 
+  it('skips a member whose bytes are not UTF-8 (it would make the message undecodable for Python)', () => {
+    const bad = Buffer.concat([Buffer.from('specific.aa!'), Buffer.from([0xff])]);
+    const queues = groupQueues([Buffer.from('specific.aa!1'), bad, Buffer.from('specific.aa!2')]);
+    assert.deepEqual(
+      [...queues].map(([name, channels]) => [name, channels.map(String)]),
+      [['specific.aa!', ['specific.aa!1', 'specific.aa!2']]],
+    );
+  });
+
   it('no members, no queues', () => {
     assert.equal(groupQueues([]).size, 0);
   });

@@ -5,6 +5,8 @@
  * strings and encoded back.
  */
 
+import { isUtf8 } from 'node:buffer';
+
 const BANG = 0x21; // '!'
 
 /** Whether `channel`'s non-local name is `name` (both as bytes). */
@@ -23,6 +25,9 @@ export function groupQueues(members: readonly Buffer[]): Map<string, Buffer[]> {
   let lastName: Buffer | undefined;
   let last: Buffer[] | undefined;
   for (const channel of members) {
+    // A name is written into the message as it is: bytes that are not UTF-8 (a raw write, not
+    // a groupAdd) would make the whole message undecodable for channels_redis. Skipped.
+    if (!isUtf8(channel)) continue;
     if (last !== undefined && inQueue(channel, lastName!)) {
       last.push(channel);
       continue;
