@@ -28,7 +28,7 @@ import {
 import { parseHost } from '../redis/hosts.ts';
 import { crc32Placement, ringPlacement, type Placement } from '../redis/placement.ts';
 import { Reader } from '../redis/reader.ts';
-import { runScript } from '../redis/scripts.ts';
+import { runScript, scriptCommand } from '../redis/scripts.ts';
 import { Shard } from '../redis/shard.ts';
 import { cloneDecoded } from '../serde/clone.ts';
 import { assertMessage, CHANNEL_FIELD } from '../serde/codec.ts';
@@ -159,6 +159,8 @@ export class RedisChannelLayer<M extends Message = Message>
         commandTimeoutMs: this.options.commandTimeoutMs,
         lazyConnect: true,
         failFast: true,
+        // Sends are already one call per shard per tick (queueSend).
+        unpipelined: [scriptCommand('send'), scriptCommand('send_many')],
       });
       shard.on('down', (role: string) => {
         if (role !== 'command' || this.closed) return;
