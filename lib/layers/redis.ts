@@ -149,11 +149,8 @@ export class RedisChannelLayer<M extends Message = Message>
         commandTimeoutMs: this.options.commandTimeoutMs,
         lazyConnect: true,
         failFast: true,
-        // Sends are already one call per shard per tick (SendBatcher); the reader's drains go
-        // out with them (Reader.alongside) or at once; a restore of `$inflight` goes out at
-        // once, so a send of the same tick cannot overtake it (a live channels_redis receiver
-        // could then have backed that message up, and it would be delivered twice).
-        unpipelined: ['send', 'send_many', 'drain', 'restore_inflight'].map(scriptCommand),
+        // Sends are already one call per shard per tick (SendBatcher).
+        unpipelined: [scriptCommand('send'), scriptCommand('send_many')],
       });
       shard.on('down', (role: string) => {
         if (role !== 'command' || this.closed) return;
@@ -180,14 +177,7 @@ export class RedisChannelLayer<M extends Message = Message>
     });
     this.sends = new SendBatcher(
       (index, script, keys, args) =>
-        this.onShard(index, (client) =>
-          this.shards[index]!.together(() => {
-            const reply = runScript(client, script, keys, args);
-            // A drain the reader has waiting for this shard goes out in the same write.
-            this.reader?.alongside(index);
-            return reply;
-          }),
-        ),
+        this.onShard(index, (client) => runScript(client, script, keys, args)),
       Math.ceil(this.options.expiryMs),
     );
   }

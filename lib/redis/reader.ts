@@ -9,15 +9,8 @@
  * a work queue shared with other processes — is never hoarded by one of them.
  *
  * Each shard loop repeats: drain the demanded keys with `drain.lua` (non-blocking ZPOPMIN, up to
- * each budget, on the command connection; again while a whole budget comes back), then block in
- * `BZPOPMIN k1 … kn` over them. After a drain that found something, the next drain waits for
- * this process's next send on the shard, within the same round of I/O callbacks, and goes out in
- * that send's write: a process that answers what it receives (a consumer replying, the two ends
- * of a ping-pong) then pops each message with the send that made it — one write and one read per
- * hop instead of two each. No send: the loop blocks as usual. Only one pop per shard is in
- * flight at any time, whichever connection it is on, so messages are delivered in pop order.
- *
- * When a receiver starts waiting on a key that a block in progress lacks, the block
+ * each budget, again while budgets remain and messages come), then block in `BZPOPMIN k1 … kn`
+ * over them. When a receiver starts waiting on a key that a block in progress lacks, the block
  * is interrupted with `CLIENT UNBLOCK <id>` sent on the shard's command connection — a new
  * receiver never waits out the block timeout (channels_redis waits up to 5 s per shard in turn).
  * Keys leave lazily: a key nobody waits on any more is simply not part of the next block.
@@ -76,11 +69,6 @@ export class Reader {
     return this.abort.signal;
   }
 
-  /** A send is being written on shard `index` (see ShardLoop.alongside). */
-  alongside(index: number): void {
-    this.loops[index]?.alongside();
-  }
-
   /** Starts every shard loop (idempotent). */
   start(): void {
     if (this.started || this.stopped) return;
@@ -105,12 +93,12 @@ export class Reader {
     for (const loop of this.loops) loop.stop();
   }
 
-  /** Keys worth reading now with their budgets (capped at `batch`), but for `exclude`d ones. */
-  budgets(exclude: (key: string) => boolean): { keys: string[]; budgets: number[] } {
+  /** Keys worth reading now with their budgets (capped at `batch`). */
+  budgets(exclude: ReadonlySet<string>): { keys: string[]; budgets: number[] } {
     const keys: string[] = [];
     const budgets: number[] = [];
     for (const [key, budget] of this.hooks.demand()) {
-      if (budget <= 0 || exclude(key)) continue;
+      if (budget <= 0 || exclude.has(key)) continue;
       keys.push(key);
       budgets.push(Math.min(budget, this.opts.batch));
     }
@@ -120,20 +108,6 @@ export class Reader {
 
 /** Entry of a drain.lua reply: `[keyIndex, member, score, member, score, …]`. */
 type DrainEntry = [number, ...Buffer[]];
-
-/**
- * A shard loop's next pop: a drain (now, or alongside the next send, else a block) or a block.
- * Only one pop per shard is ever in flight, whichever connection it is on, so replies are
- * handled in the order Redis popped.
- */
-type NextPop = 'drain' | 'alongside' | 'block';
-
-/** A drain.lua call written, with the keys and budgets it was given. */
-interface IssuedDrain {
-  keys: string[];
-  budgets: number[];
-  reply: Promise<unknown>;
-}
 
 /** Trouble the layer already reports through 'disconnect' (or that passes on its own). */
 const CONNECTION_TROUBLE =
@@ -154,14 +128,9 @@ class ShardLoop {
   private wakeIdle: (() => void) | undefined;
   /** Ends a backoff early (stop only: a new receiver must not hurry reconnect attempts). */
   private endPause: (() => void) | undefined;
-  /** Set while a drain waits for a send to go out with: issues it (true) or gives up. */
-  private sendGoing: ((issue: boolean) => void) | undefined;
   private readonly restored = new Set<string>();
   /** Keys on this shard that hold something other than a sorted set (not ours): not read. */
   private readonly foreign = new Set<string>();
-  private readonly isForeign = (key: string): boolean => this.foreign.has(key);
-  private readonly notReady = (key: string): boolean =>
-    this.foreign.has(key) || (!this.restored.has(key) && !key.endsWith('!'));
 
   constructor(
     private readonly reader: Reader,
@@ -172,41 +141,27 @@ class ShardLoop {
     const { reader, shard } = this;
     let failures = 0;
     let lastReported: string | undefined;
-    let next: NextPop = 'drain';
     while (!reader.stopped) {
       try {
         await shard.whenReady();
         await shard.ensureVersion();
-        if (next !== 'block') {
-          const popped = await this.drain(next === 'alongside');
-          // Empty (or no send to go with): block. A whole budget: drain again at once. Some:
-          // the next message may well come from our own next send — pop it in that write.
-          next = popped === 'full' ? 'drain' : popped === 'some' ? 'alongside' : 'block';
-          failures = 0;
-          lastReported = undefined;
-          continue;
-        }
         const conn = this.connection();
         if (this.id === undefined) this.id = Number(await conn.client('ID'));
+        await this.drain(conn);
         if (reader.stopped) break;
-        const { keys } = reader.budgets(this.isForeign);
+        const { keys } = reader.budgets(this.foreign);
         if (keys.length === 0) {
           await this.idle();
-          next = 'drain';
           continue;
         }
-        await this.restoreInflight(keys);
-        if (reader.stopped) break;
         this.blocking = new Set(keys);
         const popped = await conn.bzpopminBuffer(...keys, reader.opts.blockSeconds);
         this.blocking = undefined;
         if (popped) this.deliver(popped[0].toString(), popped[1], popped[2]);
-        next = 'drain';
         failures = 0;
         lastReported = undefined;
       } catch (err) {
         this.blocking = undefined;
-        next = 'drain';
         if (reader.stopped) break;
         if (/WRONGTYPE/.test((err as Error)?.message ?? '') && (await this.findForeignKeys()))
           continue;
@@ -227,15 +182,6 @@ class ShardLoop {
     }
   }
 
-  /**
-   * A send is being written on this shard's command connection: a drain waiting for one goes
-   * out in the same write (the caller corks the connection), so it pops what that send adds
-   * without a write of its own.
-   */
-  alongside(): void {
-    this.sendGoing?.(true);
-  }
-
   /** A block in progress that lacks `key` is interrupted; an idle loop wakes. */
   notice(key: string): void {
     if (this.blocking === undefined) {
@@ -248,7 +194,6 @@ class ShardLoop {
   stop(): void {
     clearTimeout(this.unblockTimer);
     this.unblockTimer = undefined;
-    this.sendGoing?.(false);
     this.wakeIdle?.();
     this.endPause?.();
     this.dropConnection();
@@ -273,65 +218,36 @@ class ShardLoop {
     if (conn) this.shard.release(conn);
   }
 
-  /**
-   * One `drain.lua` call on the command connection: pops what the demanded keys hold, within
-   * budgets, and delivers it. With `alongside`, it goes only in the write of a send on this
-   * shard, if one is made before this round of I/O callbacks is over. Returns what it found:
-   * nothing, some, or a whole budget on some key ('skipped': no send came).
-   */
-  private async drain(alongside: boolean): Promise<'none' | 'some' | 'full' | 'skipped'> {
-    await this.restoreInflight(this.reader.budgets(this.isForeign).keys);
-    const issued = alongside ? await this.withNextSend() : this.issueDrain();
-    if (issued === undefined) return 'skipped';
-    const { keys, budgets, reply } = issued;
-    let found: 'none' | 'some' | 'full' = 'none';
-    for (const [index, ...pairs] of (await reply) as DrainEntry[]) {
-      const key = keys[index - 1]!;
-      for (let i = 0; i + 1 < pairs.length; i += 2) this.deliver(key, pairs[i]!, pairs[i + 1]!);
-      if (found === 'none') found = 'some';
-      if (pairs.length / 2 >= budgets[index - 1]!) found = 'full';
+  /** Pops everything available (within budgets) before blocking again. */
+  private async drain(conn: Redis): Promise<void> {
+    const { reader } = this;
+    for (;;) {
+      if (reader.stopped) return;
+      const { keys, budgets } = reader.budgets(this.foreign);
+      if (keys.length === 0) return;
+      await this.restoreInflight(conn, keys);
+      const reply = (await runScript(conn, 'drain', keys, budgets, {
+        buffers: true,
+      })) as DrainEntry[];
+      let more = false;
+      for (const [index, ...pairs] of reply) {
+        const key = keys[index - 1]!;
+        for (let i = 0; i + 1 < pairs.length; i += 2) this.deliver(key, pairs[i]!, pairs[i + 1]!);
+        if (pairs.length / 2 >= budgets[index - 1]!) more = true;
+      }
+      if (!more) return;
     }
-    return found;
-  }
-
-  /** Writes a drain now, with the budgets of now. */
-  private issueDrain(): IssuedDrain {
-    // A key that came up after this drain's restore waits for the next pop (restore first).
-    const { keys, budgets } = this.reader.budgets(this.notReady);
-    const reply =
-      keys.length === 0
-        ? Promise.resolve([])
-        : runScript(this.shard.client, 'drain', keys, budgets, { buffers: true });
-    return { keys, budgets, reply };
   }
 
   /**
-   * Issues a drain when a send goes out on this shard (see alongside), or nothing (undefined)
-   * if none does before setImmediate, or the reader stops.
+   * Once per normal channel's key: give back what a crashed channels_redis receiver left in
+   * `$inflight`. (Process-local keys are never read by channels_redis for this client prefix.)
    */
-  private withNextSend(): Promise<IssuedDrain | undefined> {
-    return new Promise((resolve) => {
-      const settle = (issue: boolean): void => {
-        clearImmediate(timer);
-        this.sendGoing = undefined;
-        resolve(issue && !this.reader.stopped ? this.issueDrain() : undefined);
-      };
-      const timer = setImmediate(() => settle(false));
-      this.sendGoing = settle;
-    });
-  }
-
-  /**
-   * Once per normal channel's key, before any pop of it (drain or block): give back what a
-   * crashed channels_redis receiver left in `$inflight`. (Process-local keys are never read by
-   * channels_redis for this client prefix.) Later, a live channels_redis receiver's backup
-   * could be taken from under it, and its message delivered twice.
-   */
-  private async restoreInflight(keys: string[]): Promise<void> {
+  private async restoreInflight(conn: Redis, keys: string[]): Promise<void> {
     for (const key of keys) {
       if (this.restored.has(key) || key.endsWith('!')) continue;
       await runScript(
-        this.shard.client,
+        conn,
         'restore_inflight',
         [key, `${key}$inflight`],
         [this.reader.opts.restoreTtlMs],
@@ -383,7 +299,7 @@ class ShardLoop {
    * reports and stops reading them. Returns whether any was found.
    */
   private async findForeignKeys(): Promise<boolean> {
-    const { keys } = this.reader.budgets(this.isForeign);
+    const { keys } = this.reader.budgets(this.foreign);
     let found = false;
     try {
       const types = await Promise.all(keys.map((key) => this.shard.client.type(key)));

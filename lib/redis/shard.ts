@@ -176,17 +176,6 @@ export class Shard extends EventEmitter {
     return Promise.race([this.readyWait, timeout]).finally(() => clearTimeout(timer));
   }
 
-  /** Runs `fn`; what it writes on the command connection goes out as one write (syscall). */
-  together<T>(fn: () => T): T {
-    const stream = this.client.stream;
-    stream?.cork();
-    try {
-      return fn();
-    } finally {
-      stream?.uncork();
-    }
-  }
-
   /** A new dedicated connection; `commandTimeout` must exceed any block time used on it. */
   connect(role: Role, extra: RedisOptions = {}): Redis {
     // A connection opened after close() would never be closed: refuse it.
