@@ -719,6 +719,40 @@ describe('RedisChannelLayer: semantics', () => {
     assert.equal(await raw(three.urls[shard]!).zcard(`${prefix}contended`), 10);
   });
 
+  it('sends of one tick end as if made one by one: capacity per message and channel, in order, across keys', async () => {
+    const prefix = freshPrefix();
+    const receiver = makeLayer({ hosts: one.urls, prefix });
+    const sender = makeLayer({
+      hosts: one.urls,
+      prefix,
+      capacity: 2,
+      channelCapacity: { '*!big-*': 4 },
+    });
+    // Two channels of one `…!` queue with different capacities, and a normal channel.
+    const queue = (await receiver.newChannel()).replace(/!.*/, '!');
+    const small = `${queue}small`;
+    const big = `${queue}big-1`;
+    const plan = [small, big, 'other', small, big, 'other', small, big, 'other'];
+    const results = await Promise.allSettled(
+      plan.map((channel, seq) => sender.send(channel, { type: 'm', seq })),
+    );
+    const outcome = results.map((r) =>
+      r.status === 'fulfilled' ? 'ok' : r.reason instanceof ChannelFull ? 'full' : r.reason,
+    );
+    // The shared queue: small0, big1, big4, then small6 finds 3 ≥ 2, big7 finds 3 < 4.
+    assert.deepEqual(outcome, ['ok', 'ok', 'ok', 'full', 'ok', 'ok', 'full', 'ok', 'full']);
+    assert.equal(sender.stats().capacityRejected, 3);
+    const client = raw(one.urls[0]!);
+    const ttl = await client.pttl(`${prefix}${queue}`);
+    assert.ok(ttl > 0 && ttl <= 60_000, `pttl ${ttl}`);
+    assert.deepEqual(await receiver.receive(small), { type: 'm', seq: 0 });
+    assert.deepEqual(await receiver.receive(big), { type: 'm', seq: 1 });
+    assert.deepEqual(await receiver.receive(big), { type: 'm', seq: 4 });
+    assert.deepEqual(await receiver.receive(big), { type: 'm', seq: 7 });
+    assert.deepEqual(await receiver.receive('other'), { type: 'm', seq: 2 });
+    assert.deepEqual(await receiver.receive('other'), { type: 'm', seq: 5 });
+  });
+
   it('an unreadable payload is skipped, counted and logged (naming the key, not the secret); the next is delivered', async () => {
     const prefix = freshPrefix();
     const warnings: string[] = [];

@@ -28,7 +28,8 @@ import {
 import { parseHost } from '../redis/hosts.ts';
 import { crc32Placement, ringPlacement, type Placement } from '../redis/placement.ts';
 import { Reader } from '../redis/reader.ts';
-import { runScript } from '../redis/scripts.ts';
+import { SendBatcher } from '../redis/sends.ts';
+import { runScript, scriptCommand } from '../redis/scripts.ts';
 import { Shard } from '../redis/shard.ts';
 import { copier } from '../serde/clone.ts';
 import { assertMessage, CHANNEL_FIELD } from '../serde/codec.ts';
@@ -62,8 +63,6 @@ const LOCAL_PREFETCH = 32;
  */
 const NORMAL_PREFETCH = 32;
 const PREFETCH_HOLD_MS = 20;
-/** Most sends per send_many.lua call. */
-const SEND_BATCH = 128;
 /** BZPOPMIN timeout; a new key interrupts it, so this only bounds idle round trips. */
 const BLOCK_SECONDS = 5;
 
@@ -82,14 +81,6 @@ interface Prefetch {
 interface GroupQueue {
   key: string;
   channels: Buffer[];
-}
-
-/** Sends of one tick to one shard, written as one script call (see queueSend). */
-interface SendBatch {
-  keys: string[];
-  args: Array<string | Buffer | number>;
-  resolves: Array<(added: number) => void>;
-  rejects: Array<(err: unknown) => void>;
 }
 
 let lastScore = 0;
@@ -134,8 +125,7 @@ export class RedisChannelLayer<M extends Message = Message>
   private readonly placement: Placement;
   private readonly mailboxes: Mailboxes<M>;
   private reader: Reader | undefined;
-  /** Per shard: the sends of this tick not yet written. */
-  private readonly sendBatches: Array<SendBatch | undefined> = [];
+  private readonly sends: SendBatcher;
   /**
    * The last queue `countWaiter` counted for: a group message wakes 1,000 receivers of one
    * `…!` queue in a row, which then need no key built and hashed each.
@@ -169,6 +159,8 @@ export class RedisChannelLayer<M extends Message = Message>
         commandTimeoutMs: this.options.commandTimeoutMs,
         lazyConnect: true,
         failFast: true,
+        // Sends are already one call per shard per tick (SendBatcher).
+        unpipelined: [scriptCommand('send'), scriptCommand('send_many')],
       });
       shard.on('down', (role: string) => {
         if (role !== 'command' || this.closed) return;
@@ -193,6 +185,11 @@ export class RedisChannelLayer<M extends Message = Message>
       onExpired: (n) => this.count('expired', n),
       onWaiters: (channel, delta) => this.countWaiter(channel, delta),
     });
+    this.sends = new SendBatcher(
+      (index, script, keys, args) =>
+        this.onShard(index, (client) => runScript(client, script, keys, args)),
+      Math.ceil(this.options.expiryMs),
+    );
   }
 
   // ---------------------------------------------------------------------------------------
@@ -211,7 +208,7 @@ export class RedisChannelLayer<M extends Message = Message>
       !local && this.options.normalChannelSharding === 'round-robin'
         ? this.sendCursor++ % this.shards.length
         : this.placement.index(name);
-    const added = await this.queueSend(
+    const added = await this.sends.send(
       index,
       this.options.prefix + name,
       score,
@@ -491,54 +488,6 @@ export class RedisChannelLayer<M extends Message = Message>
     }
     // READONLY (a demoted master) and the rest: Shard.explain.
     return shard.explain(err);
-  }
-
-  /**
-   * Queues one send for shard `index`; resolves 1 (added) or 0 (full). Every send made in the
-   * same tick (64 request handlers answering at once, say) goes out as one send_many.lua call:
-   * each message keeps its own atomic capacity check, in order, and a lone send is still a
-   * plain send.lua call. The batch is written on process.nextTick, so nothing waits for I/O.
-   */
-  private queueSend(
-    index: number,
-    key: string,
-    score: number,
-    payload: Buffer,
-    capacity: number,
-    expiredBefore: number,
-  ): Promise<number> {
-    let batch = this.sendBatches[index];
-    if (!batch) {
-      batch = { keys: [], args: [], resolves: [], rejects: [] };
-      this.sendBatches[index] = batch;
-      process.nextTick(() => this.flushSends(index, batch!));
-    }
-    batch.keys.push(key);
-    batch.args.push(score, payload, capacity, expiredBefore, Math.ceil(this.options.expiryMs));
-    const promise = new Promise<number>((resolve, reject) => {
-      batch.resolves.push(resolve);
-      batch.rejects.push(reject);
-    });
-    if (batch.keys.length >= SEND_BATCH) this.flushSends(index, batch);
-    return promise;
-  }
-
-  private flushSends(index: number, batch: SendBatch): void {
-    if (this.sendBatches[index] !== batch) return; // already written (full batch)
-    this.sendBatches[index] = undefined;
-    const { keys, args, resolves, rejects } = batch;
-    const single = keys.length === 1;
-    this.onShard(index, (client) =>
-      runScript(client, single ? 'send' : 'send_many', keys, args),
-    ).then(
-      (reply) => {
-        if (single) resolves[0]!(reply as number);
-        else (reply as number[]).forEach((added, i) => resolves[i]!(added));
-      },
-      (err: unknown) => {
-        for (const reject of rejects) reject(err);
-      },
-    );
   }
 
   /** Keeps `waiting` (receivers per queue key) as receivers start and stop waiting. */

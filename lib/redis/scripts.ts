@@ -18,6 +18,14 @@ function source(name: string): string {
   return lua;
 }
 
+/**
+ * The client command that runs script `name`: namespaced, so a script called e.g. `send` never
+ * meets a method ioredis already has.
+ */
+export function scriptCommand(name: string): string {
+  return `chanlayer_${name}`;
+}
+
 type ScriptFn = (numKeys: number, ...args: Array<string | Buffer | number>) => Promise<unknown>;
 
 export function runScript(
@@ -28,8 +36,7 @@ export function runScript(
   opts: { buffers?: boolean } = {},
 ): Promise<unknown> {
   const commands = client as unknown as Record<string, ScriptFn | undefined>;
-  // Namespaced so a script called e.g. `send` never meets a method ioredis already has.
-  const command = `chanlayer_${name}`;
+  const command = scriptCommand(name);
   if (commands[command] === undefined) client.defineCommand(command, { lua: source(name) });
   const fn = commands[opts.buffers ? `${command}Buffer` : command]!;
   return fn.call(client, keys.length, ...keys, ...args);

@@ -33,6 +33,11 @@ export interface ShardOptions {
    * a reconnect (ioredis's offline queue and resend would do exactly that).
    */
   failFast?: boolean;
+  /**
+   * Commands written at once instead of joining the connection's auto-pipeline (which costs a
+   * Pipeline object and a deferral per tick): for callers that already batch per tick.
+   */
+  unpipelined?: string[];
 }
 
 /** Reconnect delay: exponential from 50 ms to 2 s, with jitter so shards don't stampede. */
@@ -117,6 +122,7 @@ export class Shard extends EventEmitter {
     }
     this.client = this.connect('command', {
       enableAutoPipelining: true,
+      autoPipeliningIgnoredCommands: opts.unpipelined ?? [],
       commandTimeout: opts.commandTimeoutMs,
       ...(opts.lazyConnect ? { lazyConnect: true } : {}),
       ...(opts.failFast

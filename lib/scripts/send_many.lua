@@ -1,22 +1,40 @@
--- send_many: send.lua for several messages in one call (the sends of one tick to one shard),
--- each with its own capacity check, in order. Saves a script call, a command round of the
--- client library and a reply per message when many sends are in flight.
+-- send_many: send.lua for the sends of one tick to one shard, grouped by key. Each message
+-- still gets its own capacity check, in order; the key is trimmed once, with its first
+-- message's cutoff (the others were sent microseconds later), and expired once.
+-- The messages of a key travel as one packed string instead of two arguments each: that is
+-- what most of the client's cost per message was (building and writing each argument).
 --
--- KEYS[i]         channel key of message i (a key may repeat)
--- ARGV[5i-4 … 5i] score, member, capacity, expired-before, key TTL in ms — as send.lua
+-- KEYS[j]        channel key j (each key once)
+-- ARGV[1]        key TTL in milliseconds (PEXPIRE; expiry may be fractional)
+-- ARGV[3j - 1]   capacity of key j: the queue may hold at most this many messages
+-- ARGV[3j]       expired-before for key j: members scored at or below it are dropped first
+-- ARGV[3j + 1]   key j's messages, in send order, each: score (big-endian double), member
+--                length (big-endian uint32), member (random prefix .. message body)
 --
--- Returns a list: 1 where the message was added, 0 where its channel was full.
+-- Returns a list: for key j, how many of its messages were added — the first ones; once a
+-- queue is full, every later message of that key in the call is full too.
 local out = {}
-for i = 1, #KEYS do
-  local key = KEYS[i]
-  local base = 5 * (i - 1)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[base + 4])
-  if redis.call('ZCARD', key) >= tonumber(ARGV[base + 3]) then
-    out[i] = 0
-  else
-    redis.call('ZADD', key, ARGV[base + 1], ARGV[base + 2])
-    redis.call('PEXPIRE', key, ARGV[base + 5])
-    out[i] = 1
+for j = 1, #KEYS do
+  local key = KEYS[j]
+  local capacity = tonumber(ARGV[3 * j - 1])
+  local packed = ARGV[3 * j + 1]
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[3 * j])
+  local size = redis.call('ZCARD', key)
+  local added = 0
+  local pos = 1
+  while pos <= #packed do
+    local score, length
+    score, length, pos = struct.unpack('>dI4', packed, pos)
+    if size >= capacity then
+      break
+    end
+    size = size + redis.call('ZADD', key, score, string.sub(packed, pos, pos + length - 1))
+    added = added + 1
+    pos = pos + length
   end
+  if added > 0 then
+    redis.call('PEXPIRE', key, ARGV[1])
+  end
+  out[j] = added
 end
 return out
