@@ -406,6 +406,56 @@ for (const topology of topologies) {
 // ---------------------------------------------------------------------------------------------
 
 describe('RedisChannelLayer: errors', () => {
+  it('a key that is not a channel queue fails only its own sends, in a lone send or a batch', async () => {
+    const prefix = freshPrefix();
+    const layer = makeLayer({ hosts: one.urls, prefix });
+    await raw(one.urls[0]!).set(`${prefix}foreign`, 'x');
+    await assert.rejects(layer.send('foreign', { type: 'm' }), /not a channel queue/);
+    // One tick: one send_many call with the foreign key between two good ones.
+    const results = await Promise.allSettled([
+      layer.send('a', { type: 'm' }),
+      layer.send('foreign', { type: 'm' }),
+      layer.send('b', { type: 'm' }),
+    ]);
+    assert.deepEqual(
+      results.map((r) => r.status),
+      ['fulfilled', 'rejected', 'fulfilled'],
+    );
+    assert.match(
+      String((results[1] as PromiseRejectedResult).reason),
+      /foreign.*not a channel queue/,
+    );
+    assert.equal(await raw(one.urls[0]!).zcard(`${prefix}a`), 1);
+    assert.equal(await raw(one.urls[0]!).zcard(`${prefix}b`), 1);
+    assert.equal(await raw(one.urls[0]!).get(`${prefix}foreign`), 'x');
+  });
+
+  it("sends of one tick never make an argument over the server's proto-max-bulk-len", async () => {
+    const small = await startRedis({ count: 1, args: ['--proto-max-bulk-len', '1mb'] });
+    try {
+      const layer = makeLayer({ hosts: small.urls, prefix: freshPrefix() });
+      let disconnects = 0;
+      layer.on('disconnect', () => disconnects++);
+      const payload = 'y'.repeat(600_000);
+      // Each fits alone; packed together they would be one 1.2 MB argument.
+      const results = await Promise.allSettled([
+        layer.send('big', { type: 'one', payload }),
+        layer.send('big', { type: 'two', payload }),
+        layer.send('small', { type: 'tiny' }),
+      ]);
+      assert.deepEqual(
+        results.map((r) => r.status),
+        ['fulfilled', 'fulfilled', 'fulfilled'],
+      );
+      assert.equal((await layer.receive('big')).type, 'one');
+      assert.equal((await layer.receive('big')).type, 'two');
+      assert.equal(disconnects, 0);
+      await layer.close();
+    } finally {
+      await small.stop();
+    }
+  });
+
   it('rejects bad names, bad messages, oversized messages, foreign process channels — never throws synchronously', async () => {
     const layer = makeLayer({ hosts: three.urls, prefix: freshPrefix(), maxMessageBytes: 1000 });
     const calls: Array<[() => Promise<unknown>, (err: Error) => boolean]> = [

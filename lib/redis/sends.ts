@@ -11,6 +11,13 @@
 
 /** Most sends per send_many.lua call. */
 const SEND_BATCH = 128;
+/**
+ * Most packed bytes per call: a key's messages travel as one argument, which must stay under
+ * the server's `proto-max-bulk-len` (1 MiB at the least) or Redis drops the connection. A
+ * message that would cross it goes in the next call; one larger than it goes alone, as its
+ * own argument (as it would without batching).
+ */
+const SEND_BATCH_BYTES = 1 << 20;
 /** Bytes before each member in a packed key: score (double) and member length (uint32). */
 const ENTRY_HEADER = 12;
 
@@ -37,7 +44,11 @@ interface KeySends {
 interface Batch {
   keys: Map<string, KeySends>;
   count: number;
+  bytes: number;
 }
+
+/** send.lua / send_many.lua's answer for a key that is not a sorted set. */
+const FOREIGN_KEY = -1;
 
 export class SendBatcher {
   /** Per shard: the sends of this tick not yet written. */
@@ -60,14 +71,20 @@ export class SendBatcher {
   ): Promise<number> {
     let batch = this.batches[index];
     let sends = batch?.keys.get(key);
-    if (sends !== undefined && sends.capacity !== capacity) {
-      // Channels of one `…!` queue with different capacities: one capacity per key and call,
-      // so what is queued goes first (in order, on the same connection).
-      this.flush(index, batch!);
+    const bytes = ENTRY_HEADER + member.length;
+    if (
+      batch !== undefined &&
+      ((sends !== undefined && sends.capacity !== capacity) ||
+        batch.bytes + bytes > SEND_BATCH_BYTES)
+    ) {
+      // Channels of one `…!` queue with different capacities (one capacity per key and call),
+      // or a batch that would grow too large: what is queued goes first (in order, on the same
+      // connection).
+      this.flush(index, batch);
       batch = sends = undefined;
     }
     if (batch === undefined) {
-      const fresh: Batch = { keys: new Map(), count: 0 };
+      const fresh: Batch = { keys: new Map(), count: 0, bytes: 0 };
       this.batches[index] = batch = fresh;
       process.nextTick(() => this.flush(index, fresh));
     }
@@ -85,7 +102,8 @@ export class SendBatcher {
     }
     sends.scores.push(score);
     sends.members.push(member);
-    sends.bytes += ENTRY_HEADER + member.length;
+    sends.bytes += bytes;
+    batch.bytes += bytes;
     const into = sends;
     const promise = new Promise<number>((resolve, reject) => {
       into.resolves.push(resolve);
@@ -100,25 +118,40 @@ export class SendBatcher {
     this.batches[index] = undefined;
     const groups = [...batch.keys.values()];
     const keys = [...batch.keys.keys()];
-    const reply =
-      batch.count === 1
-        ? this.run(index, 'send', keys, [
-            groups[0]!.scores[0]!,
-            groups[0]!.members[0]!,
-            groups[0]!.capacity,
-            groups[0]!.expiredBefore,
-            this.ttlMs,
-          ]).then((added) => [added as number])
-        : this.run(index, 'send_many', keys, this.manyArgs(groups)).then((r) => r as number[]);
-    reply.then(
+    this.write(index, keys, groups, batch.count).then(
       (added) =>
-        groups.forEach((sends, j) =>
-          sends.resolves.forEach((resolve, i) => resolve(i < added[j]! ? 1 : 0)),
-        ),
+        groups.forEach((sends, j) => {
+          if (added[j] === FOREIGN_KEY) {
+            const err = new Error(
+              `${keys[j]} holds a Redis value that is not a channel queue (a sorted set); the message was not written`,
+            );
+            for (const reject of sends.rejects) reject(err);
+          } else sends.resolves.forEach((resolve, i) => resolve(i < added[j]! ? 1 : 0));
+        }),
       (err: unknown) => {
         for (const sends of groups) for (const reject of sends.rejects) reject(err);
       },
     );
+  }
+
+  /** One script call for the batch; per key, how many of its messages were added. */
+  private async write(
+    index: number,
+    keys: string[],
+    groups: KeySends[],
+    count: number,
+  ): Promise<number[]> {
+    if (count > 1)
+      return (await this.run(index, 'send_many', keys, this.manyArgs(groups))) as number[];
+    const sends = groups[0]!;
+    const added = await this.run(index, 'send', keys, [
+      sends.scores[0]!,
+      sends.members[0]!,
+      sends.capacity,
+      sends.expiredBefore,
+      this.ttlMs,
+    ]);
+    return [added as number];
   }
 
   /** send_many.lua's ARGV: the TTL, then per key its capacity, cutoff and packed messages. */

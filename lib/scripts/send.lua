@@ -9,7 +9,12 @@
 -- ARGV[4]  expired-before: members scored at or below this (now - expiry) are dropped first
 -- ARGV[5]  key TTL in milliseconds (PEXPIRE; expiry may be fractional)
 --
--- Returns 1 when added, 0 when the channel is full (nothing written).
+-- Returns 1 when added, 0 when the channel is full (nothing written), -1 when the key holds
+-- something other than a sorted set (not a channel queue; nothing written).
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind ~= 'zset' and kind ~= 'none' then
+  return -1
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
   return 0

@@ -12,29 +12,36 @@
 --                length (big-endian uint32), member (random prefix .. message body)
 --
 -- Returns a list: for key j, how many of its messages were added — the first ones; once a
--- queue is full, every later message of that key in the call is full too.
+-- queue is full, every later message of that key in the call is full too. -1 when key j holds
+-- something other than a sorted set (not a channel queue): nothing of it is written, and the
+-- other keys' sends go on (a script error would stop the call with earlier keys written).
 local out = {}
 for j = 1, #KEYS do
   local key = KEYS[j]
-  local capacity = tonumber(ARGV[3 * j - 1])
-  local packed = ARGV[3 * j + 1]
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[3 * j])
-  local size = redis.call('ZCARD', key)
-  local added = 0
-  local pos = 1
-  while pos <= #packed do
-    local score, length
-    score, length, pos = struct.unpack('>dI4', packed, pos)
-    if size >= capacity then
-      break
+  local kind = redis.call('TYPE', key)['ok']
+  if kind ~= 'zset' and kind ~= 'none' then
+    out[j] = -1
+  else
+    local capacity = tonumber(ARGV[3 * j - 1])
+    local packed = ARGV[3 * j + 1]
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[3 * j])
+    local size = redis.call('ZCARD', key)
+    local added = 0
+    local pos = 1
+    while pos <= #packed do
+      local score, length
+      score, length, pos = struct.unpack('>dI4', packed, pos)
+      if size >= capacity then
+        break
+      end
+      size = size + redis.call('ZADD', key, score, string.sub(packed, pos, pos + length - 1))
+      added = added + 1
+      pos = pos + length
     end
-    size = size + redis.call('ZADD', key, score, string.sub(packed, pos, pos + length - 1))
-    added = added + 1
-    pos = pos + length
+    if added > 0 then
+      redis.call('PEXPIRE', key, ARGV[1])
+    end
+    out[j] = added
   end
-  if added > 0 then
-    redis.call('PEXPIRE', key, ARGV[1])
-  end
-  out[j] = added
 end
 return out
