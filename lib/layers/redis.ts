@@ -468,26 +468,8 @@ export class RedisChannelLayer<M extends Message = Message>
 
   /** A command failure as the error to give the caller (see onShard). */
   private failure(index: number, err: unknown): unknown {
-    const shard = this.shards[index]!;
     if (this.closed) return new LayerClosed(this.constructor.name);
-    const message = describeError(err);
-    const where = `Redis ${shard.spec.id} (shard ${index})`;
-    if (message === 'Command timed out') {
-      return new Error(`${where} did not answer within ${this.options.commandTimeoutMs} ms`, {
-        cause: err,
-      });
-    }
-    if (message.includes('max retries per request') || message.startsWith('Connection is closed')) {
-      return new Error(
-        `${where}: connection lost while the command was in flight (it may or may not have run)`,
-        { cause: err },
-      );
-    }
-    if (message.includes("Stream isn't writeable")) {
-      return new Error(`${where} is not connected`, { cause: err });
-    }
-    // READONLY (a demoted master) and the rest: Shard.explain.
-    return shard.explain(err);
+    return this.shards[index]!.explain(err);
   }
 
   /** Keeps `waiting` (receivers per queue key) as receivers start and stop waiting. */
