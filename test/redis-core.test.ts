@@ -430,6 +430,23 @@ describe('RedisChannelLayer: errors', () => {
     assert.equal(await raw(one.urls[0]!).get(`${prefix}foreign`), 'x');
   });
 
+  it('a group member whose key is not a channel queue is skipped; the other members still get the message', async () => {
+    const prefix = freshPrefix();
+    const layer = makeLayer({ hosts: one.urls, prefix });
+    const errors: unknown[] = [];
+    layer.on('error', (err) => errors.push(err));
+    await raw(one.urls[0]!).set(`${prefix}foreign`, 'x');
+    for (const channel of ['a', 'foreign', 'b']) await layer.groupAdd('mixed', channel);
+    await layer.groupSend('mixed', { type: 'm' });
+    assert.deepEqual(await layer.receive('a'), { type: 'm' });
+    assert.deepEqual(await layer.receive('b'), { type: 'm' });
+    assert.equal(await raw(one.urls[0]!).get(`${prefix}foreign`), 'x');
+    assert.equal(errors.length, 1);
+    assert.match(String(errors[0]), /foreign.*not a channel queue/);
+    assert.equal(layer.stats().groupDeliveries, 2);
+    assert.equal(layer.stats().groupDropped, 0);
+  });
+
   it("sends of one tick never make an argument over the server's proto-max-bulk-len", async () => {
     const small = await startRedis({ count: 1, args: ['--proto-max-bulk-len', '1mb'] });
     try {

@@ -341,13 +341,23 @@ export class RedisChannelLayer<M extends Message = Message>
               chunk.map((q) => q.key),
               [score, expiredBefore, ttl, ...payloads, ...capacities],
             ),
-          ).then((full) => {
-            const dropped = new Set(full as number[]);
+          ).then((reply) => {
+            // i: KEYS[i] was full; -i: it is not a sorted set (see group_send.lua).
+            const skipped = new Set(reply as number[]);
             chunk.forEach((q, i) => {
-              this.count(
-                dropped.has(i + 1) ? 'groupDropped' : 'groupDeliveries',
-                q.channels.length,
-              );
+              if (skipped.has(-(i + 1))) {
+                this.reportError(
+                  new Error(
+                    `${q.key} holds a Redis value that is not a channel queue (a sorted set); the group message was not written to it`,
+                  ),
+                  `group send to ${group}`,
+                );
+              } else {
+                this.count(
+                  skipped.has(i + 1) ? 'groupDropped' : 'groupDeliveries',
+                  q.channels.length,
+                );
+              }
             });
           }),
         );

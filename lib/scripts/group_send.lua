@@ -1,6 +1,8 @@
 -- group_send: add one group message to every channel key of one shard (or a chunk of them),
 -- each with its own capacity check. A full key is skipped silently, as in channels_redis, but
--- reported so the caller can count it.
+-- reported so the caller can count it. A key that holds something other than a sorted set (not
+-- a channel queue) is skipped too, and reported: a script error would stop the call half-way,
+-- with the earlier keys written and the later ones not.
 --
 -- KEYS[1..n]      channel keys on this shard, each at most once
 -- ARGV[1]         score: send time, float Unix seconds
@@ -9,17 +11,23 @@
 -- ARGV[3+i]       member for KEYS[i] (its __asgi_channel__ lists the group's channels there)
 -- ARGV[3+n+i]     capacity of KEYS[i]
 --
--- Returns the list of indices i (1-based) whose key was full; empty when all were added.
+-- Returns the list of skipped keys, empty when all were added: i (1-based) when KEYS[i] was
+-- full, -i when it holds something other than a sorted set (nothing written to either).
 local n = #KEYS
-local full = {}
+local skipped = {}
 for i = 1, n do
   local key = KEYS[i]
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[2])
-  if redis.call('ZCARD', key) < tonumber(ARGV[3 + n + i]) then
-    redis.call('ZADD', key, ARGV[1], ARGV[3 + i])
-    redis.call('PEXPIRE', key, ARGV[3])
+  local kind = redis.call('TYPE', key)['ok']
+  if kind ~= 'zset' and kind ~= 'none' then
+    skipped[#skipped + 1] = -i
   else
-    full[#full + 1] = i
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[2])
+    if redis.call('ZCARD', key) < tonumber(ARGV[3 + n + i]) then
+      redis.call('ZADD', key, ARGV[1], ARGV[3 + i])
+      redis.call('PEXPIRE', key, ARGV[3])
+    else
+      skipped[#skipped + 1] = i
+    end
   end
 end
-return full
+return skipped
