@@ -388,7 +388,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     const shard = this.shards[this.placement.index(name)]!;
     // Ready (the usual case): the PUBLISH settles on its own — failFast rejects it as soon as
     // the connection drops, close() included, and commandTimeout bounds it — so it needs no
-    // race with close() (a Promise.race per message).
+    // `closing` wait (a Set entry and a promise per message).
     if (shard.client.status === 'ready') {
       return this.publishers[shard.index]!.publish(name, payload).then(
         sent,

@@ -39,7 +39,8 @@ function isPrimitive(value: unknown): boolean {
 /**
  * Makes copies of one decoded message for fan-out. A plain message whose values are all
  * primitives (the usual shape: a type, ids, text) is copied by a spread, several times faster
- * again than the walk; any other by cloneDecoded. (Spread too keeps a `__proto__` key as data.)
+ * than cloneDecoded's walk; any other by cloneDecoded. (Spread too keeps a `__proto__` key as
+ * data.)
  */
 export function copier<T extends object>(value: T): () => T {
   if (Object.getPrototypeOf(value) === Object.prototype && Object.values(value).every(isPrimitive))

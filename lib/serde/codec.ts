@@ -49,10 +49,11 @@ export class Codec {
   }
 
   /**
-   * A group message's encoder: `message` is checked (TypeError, MessageTooLarge) and serialized
-   * once; each call then gives the payload for one channel key, `__asgi_channel__` listing
-   * `channels` (names as UTF-8 bytes, as Redis returns them). A msgpack body gets them written
-   * in as they are: no string made and encoded again per name (1,000s per groupSend).
+   * A group message's encoder: `message` is checked (TypeError, MessageTooLarge) first; each
+   * call then gives the payload for one channel key, `__asgi_channel__` listing `channels`
+   * (names as UTF-8 bytes, as Redis returns them). With msgpack the message is serialized once
+   * and the names written in as bytes: no string made and encoded per name (1,000s per
+   * groupSend). Other serializers encode the message again per key.
    */
   groupEncoder(message: Record<string, unknown>): (channels: readonly Buffer[]) => Buffer {
     const body = this.serializer.serialize(message);
