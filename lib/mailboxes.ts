@@ -271,13 +271,6 @@ export class Mailboxes<T> {
     return box.size;
   }
 
-  /** Channels that have waiters right now. */
-  *waitedChannels(): IterableIterator<string> {
-    for (const [channel, slot] of this.boxes) {
-      if (slot instanceof Waiter || slot.first !== undefined) yield channel;
-    }
-  }
-
   /** Number of channels holding any state (for leak checks). */
   get channelCount(): number {
     return this.boxes.size;
