@@ -69,6 +69,11 @@ class Mailbox<T> {
     return this.items.length - this.head;
   }
 
+  /** Nothing buffered and nobody waiting: the channel needs no state. */
+  get isEmpty(): boolean {
+    return this.size === 0 && this.first === undefined;
+  }
+
   get waiterCount(): number {
     return this.first === undefined ? 0 : 1 + (this.rest?.length ?? 0);
   }
@@ -189,7 +194,7 @@ export class Mailboxes<T> {
     const waiter = box?.shiftWaiter();
     if (waiter) {
       if (!counted) this.opts.onWaiters?.(channel, -1);
-      if (box!.size === 0 && box!.first === undefined) this.boxes.delete(channel);
+      if (box!.isEmpty) this.boxes.delete(channel);
       waiter.settle(value);
       return 'delivered';
     }
@@ -215,7 +220,7 @@ export class Mailboxes<T> {
     if (!(box instanceof Mailbox) || box.size === 0) return undefined;
     this.expire(box, Date.now());
     const entry = box.shift();
-    if (box.size === 0 && box.first === undefined) this.boxes.delete(channel);
+    if (box.isEmpty) this.boxes.delete(channel);
     return entry?.value;
   }
 
@@ -227,7 +232,7 @@ export class Mailboxes<T> {
       this.expire(slot, Date.now());
       const entry = slot.shift();
       if (entry) {
-        if (slot.size === 0 && slot.first === undefined) this.boxes.delete(channel);
+        if (slot.isEmpty) this.boxes.delete(channel);
         return Promise.resolve(entry.value);
       }
     }
@@ -291,18 +296,8 @@ export class Mailboxes<T> {
   rejectWaiters(channel: string, err: unknown): void {
     const slot = this.boxes.get(channel);
     if (slot === undefined) return;
-    let waiters: Waiter<T>[];
-    if (slot instanceof Waiter) {
-      this.boxes.delete(channel);
-      waiters = [slot];
-    } else {
-      waiters = slot.takeWaiters();
-      if (slot.size === 0) this.boxes.delete(channel);
-    }
-    for (const waiter of waiters) {
-      this.opts.onWaiters?.(channel, -1);
-      waiter.fail(err);
-    }
+    if (slot instanceof Waiter || slot.size === 0) this.boxes.delete(channel);
+    this.failWaiters(channel, slot, err);
   }
 
   /** Drops every buffer (flush); waiters keep waiting. */
@@ -317,11 +312,14 @@ export class Mailboxes<T> {
     this.boxes.clear();
     if (this.sweeper) clearInterval(this.sweeper);
     this.sweeper = undefined;
-    for (const [channel, slot] of slots) {
-      for (const waiter of slot instanceof Waiter ? [slot] : slot.takeWaiters()) {
-        this.opts.onWaiters?.(channel, -1);
-        waiter.fail(err);
-      }
+    for (const [channel, slot] of slots) this.failWaiters(channel, slot, err);
+  }
+
+  /** Takes every waiter of `slot` and fails it with `err`, counting each one off. */
+  private failWaiters(channel: string, slot: Slot<T>, err: unknown): void {
+    for (const waiter of slot instanceof Waiter ? [slot] : slot.takeWaiters()) {
+      this.opts.onWaiters?.(channel, -1);
+      waiter.fail(err);
     }
   }
 
@@ -333,7 +331,7 @@ export class Mailboxes<T> {
       return true;
     }
     if (!(slot instanceof Mailbox) || !slot.removeWaiter(waiter)) return false;
-    if (slot.size === 0 && slot.first === undefined) this.boxes.delete(channel);
+    if (slot.isEmpty) this.boxes.delete(channel);
     return true;
   }
 
@@ -347,7 +345,7 @@ export class Mailboxes<T> {
     for (const [channel, box] of this.boxes) {
       if (!(box instanceof Mailbox)) continue;
       this.expire(box, now);
-      if (box.size === 0 && box.first === undefined) this.boxes.delete(channel);
+      if (box.isEmpty) this.boxes.delete(channel);
     }
     this.stopSweeperIfIdle();
   }
