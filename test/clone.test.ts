@@ -47,12 +47,22 @@ describe('copier', () => {
     }
   });
 
-  it('a class instance (a custom serializer) goes through cloneDecoded', () => {
+  it('a class instance (a custom serializer): nothing shared with it or between copies', () => {
     class Point {
-      constructor(public x: number) {}
+      constructor(
+        public x: number,
+        public tags: string[],
+      ) {}
     }
-    const copy = copier(new Point(1))();
-    assert.deepEqual(copy, cloneDecoded(new Point(1)));
-    assert.equal(copy.x, 1);
+    const point = new Point(1, ['a']);
+    const copy = copier(point);
+    const a = copy();
+    const b = copy();
+    assert.deepEqual(a, cloneDecoded(point));
+    assert.deepEqual(a.tags, ['a']);
+    // A spread would share `tags` between the original and every copy.
+    a.tags.push('changed');
+    assert.deepEqual(point.tags, ['a']);
+    assert.deepEqual(b.tags, ['a']);
   });
 });
