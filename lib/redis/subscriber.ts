@@ -44,6 +44,7 @@ const noop = (): void => {};
 const NO_NAME_COPIES = {
   add: noop,
   del: noop,
+  // Never called by ioredis 5.11.1 with autoResubscribe off: a guard should a version start to.
   channels: (): string[] => [],
   isEmpty: (): boolean => false,
 };
@@ -125,7 +126,10 @@ export class Subscriptions {
     // Not ready: subscribeAll() sends it when the connection is.
     if (this.client.status === 'ready') {
       this.client.subscribe(name).then(
-        () => this.confirmed(name, wait),
+        () => {
+          dropNameCopies(this.client);
+          this.confirmed(name, wait);
+        },
         (err: unknown) => this.failed(name, wait, err),
       );
     }
@@ -211,7 +215,6 @@ export class Subscriptions {
   }
 
   private confirmed(name: string, wait: Pending): void {
-    dropNameCopies(this.client);
     // A stale confirmation (the name was released, maybe re-acquired since) settles nothing new.
     if (this.unconfirmed.get(name) !== wait) return;
     this.unconfirmed.delete(name);
