@@ -261,7 +261,6 @@ for (const topology of topologies) {
       await redis.zadd(key, Date.now() / 1000 - 61, stale);
       await a.groupSend('aging', { type: 'hi', seq: 1 });
       assert.deepEqual(await a.receive(fresh), { type: 'hi', seq: 1 });
-      assert.equal(await receiveOrNothing(a, stale, 200), undefined);
       assert.deepEqual(await redis.zrange(key, 0, -1), [fresh]);
       assert.equal(a.stats().groupDeliveries, 1);
     });
@@ -806,7 +805,8 @@ describe('RedisChannelLayer: semantics', () => {
     const outcome = results.map((r) =>
       r.status === 'fulfilled' ? 'ok' : r.reason instanceof ChannelFull ? 'full' : r.reason,
     );
-    // The shared queue: small0, big1, big4, then small6 finds 3 ≥ 2, big7 finds 3 < 4.
+    // The shared queue: small0, big1 ok; small3 finds 2 ≥ 2; big4 ok; small6 finds 3 ≥ 2; big7
+    // finds 3 < 4. 'other' (capacity 2): 2 and 5 ok, 8 full.
     assert.deepEqual(outcome, ['ok', 'ok', 'ok', 'full', 'ok', 'ok', 'full', 'ok', 'full']);
     assert.equal(sender.stats().capacityRejected, 3);
     const client = raw(one.urls[0]!);

@@ -209,7 +209,8 @@ describe('RedisPubSubChannelLayer on one host', () => {
     await Promise.all(sends);
     // 200 PUBLISHes, a handful of socket reads by Redis (this INFO's own connection included).
     assert.ok((await reads()) - before <= 4, 'one write for the whole turn');
-    // One send per turn, interleaved with receives: each its own write, still FIFO.
+    // One send per turn of the event loop (each its own batch): received in order after the
+    // first 200.
     for (let i = 200; i < 220; i++) {
       await new Promise((resolve) => setImmediate(resolve));
       void layer.send(ch, { type: 'n', i });
