@@ -98,7 +98,10 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
   /** Redis group channel → (local member channel → membership expiry time). */
   private readonly groups = new Map<string, Map<string, number>>();
   private groupSweeper: NodeJS.Timeout | undefined;
-  /** Waits that close() cuts short with LayerClosed. */
+  /**
+   * Waits that close() cuts short with LayerClosed: ioredis leaves commands queued while
+   * reconnecting unsettled when disconnected, so close() must not depend on them settling.
+   */
   private readonly closing = new Closing();
 
   constructor(options: RedisPubSubOptions = {}) {
@@ -242,7 +245,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     assertChannelName(channel);
     const state = this.openChannel(channel);
     try {
-      if (state.ready) await this.untilClosed(state.ready);
+      if (state.ready) await this.closing.until(state.ready);
     } catch (err) {
       if (this.channels.get(channel) === state) void this.forgetChannel(channel, state);
       throw this.failure(err);
@@ -283,7 +286,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     }
     this.startGroupSweeper();
     try {
-      await this.untilClosed(ready);
+      await this.closing.until(ready);
     } catch (err) {
       if (this.groups.get(name)?.get(channel) === expiresAt) void this.leave(name, channel);
       throw this.failure(err);
@@ -405,8 +408,8 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     sent: () => void,
   ): Promise<void> {
     try {
-      await this.untilClosed(shard.whenReady());
-      await this.untilClosed(this.publishers[shard.index]!.publish(name, payload));
+      await this.closing.until(shard.whenReady());
+      await this.closing.until(this.publishers[shard.index]!.publish(name, payload));
     } catch (err) {
       throw this.failure(shard.explain(err, 'the PUBLISH'));
     }
@@ -445,7 +448,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
       signal?.addEventListener('abort', onAbort, { once: true });
     });
     try {
-      await Promise.race([this.untilClosed(state.ready ?? Promise.resolve()), aborted]);
+      await Promise.race([this.closing.until(state.ready ?? Promise.resolve()), aborted]);
     } catch (err) {
       if (abortedWait) throw err;
       // The SUBSCRIBE itself failed: forget the channel so a later receive tries again.
@@ -454,14 +457,6 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     } finally {
       signal?.removeEventListener('abort', onAbort!);
     }
-  }
-
-  /**
-   * `pending`, or a rejection as soon as the layer closes: ioredis leaves commands queued while
-   * reconnecting unsettled when disconnected, so close() must not depend on them settling.
-   */
-  private untilClosed<T>(pending: Promise<T>): Promise<T> {
-    return this.closing.until(pending);
   }
 
   private forgetChannel(channel: string, state: ChannelState): Promise<void> {
