@@ -116,11 +116,11 @@ export class SendBatcher {
   private flush(index: number, batch: Batch): void {
     if (this.batches[index] !== batch) return; // already written (full batch)
     this.batches[index] = undefined;
-    const groups = [...batch.keys.values()];
+    const perKey = [...batch.keys.values()];
     const keys = [...batch.keys.keys()];
-    this.write(index, keys, groups, batch.count).then(
+    this.write(index, keys, perKey, batch.count).then(
       (added) =>
-        groups.forEach((sends, j) => {
+        perKey.forEach((sends, j) => {
           if (added[j] === FOREIGN_KEY) {
             const err = new Error(
               `${keys[j]} holds a Redis value that is not a channel queue (a sorted set); the message was not written`,
@@ -129,7 +129,7 @@ export class SendBatcher {
           } else sends.resolves.forEach((resolve, i) => resolve(i < added[j]! ? 1 : 0));
         }),
       (err: unknown) => {
-        for (const sends of groups) for (const reject of sends.rejects) reject(err);
+        for (const sends of perKey) for (const reject of sends.rejects) reject(err);
       },
     );
   }
@@ -138,12 +138,12 @@ export class SendBatcher {
   private async write(
     index: number,
     keys: string[],
-    groups: KeySends[],
+    perKey: KeySends[],
     count: number,
   ): Promise<number[]> {
     if (count > 1)
-      return (await this.run(index, 'send_many', keys, this.manyArgs(groups))) as number[];
-    const sends = groups[0]!;
+      return (await this.run(index, 'send_many', keys, this.manyArgs(perKey))) as number[];
+    const sends = perKey[0]!;
     const added = await this.run(index, 'send', keys, [
       sends.scores[0]!,
       sends.members[0]!,
@@ -155,9 +155,9 @@ export class SendBatcher {
   }
 
   /** send_many.lua's ARGV: the TTL, then per key its capacity, cutoff and packed messages. */
-  private manyArgs(groups: KeySends[]): Array<string | Buffer | number> {
+  private manyArgs(perKey: KeySends[]): Array<string | Buffer | number> {
     const args: Array<string | Buffer | number> = [this.ttlMs];
-    for (const sends of groups) {
+    for (const sends of perKey) {
       const packed = Buffer.allocUnsafe(sends.bytes);
       let offset = 0;
       sends.members.forEach((member, i) => {
