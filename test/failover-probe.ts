@@ -407,10 +407,10 @@ export async function rejoin(topology: SentinelTopology, oldPort: number): Promi
     { timeoutMs: 30_000, what: `:${oldPort} in sync with :${masterPort}` },
   );
   // A majority of sentinels must see it as a healthy replica: that is what a failover (back)
-  // needs. A sentinel still stale after 10 s gets one SENTINEL RESET, which makes it rebuild
-  // its replica list from the master (seen under load: one sentinel keeping a pre-failover view).
+  // needs. A sentinel stale for 10 s gets a SENTINEL RESET, which makes it rebuild its replica
+  // list from the master (seen under load: one sentinel keeping a pre-failover view); again
+  // after 20 s more if that did not help (it learns replicas from the master's INFO every 10 s).
   const staleSince = new Map<number, number>();
-  const nudged = new Set<number>();
   let lastSeen = '';
   await waitFor(
     async () => {
@@ -437,8 +437,8 @@ export async function rejoin(topology: SentinelTopology, oldPort: number): Promi
         )}`;
         const since = staleSince.get(s.port) ?? Date.now();
         staleSince.set(s.port, since);
-        if (Date.now() - since > 10_000 && !nudged.has(s.port)) {
-          nudged.add(s.port);
+        if (Date.now() - since > 10_000) {
+          staleSince.set(s.port, Date.now() + 10_000);
           await redisCommand(s.port, ['SENTINEL', 'RESET', topology.masterName]).catch(() => {});
         }
       }
