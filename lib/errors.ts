@@ -1,5 +1,10 @@
 /** Errors chanlayer reports. Every class is exported so callers can `instanceof` them. */
 
+/** The message of anything thrown (not re-exported: for chanlayer's own reports). */
+export function errorMessage(err: unknown): string {
+  return (err as Error)?.message ?? String(err);
+}
+
 /** `send` found the channel at capacity; the message was not written. */
 export class ChannelFull extends Error {
   override name = 'ChannelFull';

@@ -10,7 +10,7 @@ import {
   type Logger,
   type ResolvedOptions,
 } from '../config.ts';
-import { LayerClosed } from '../errors.ts';
+import { errorMessage, LayerClosed } from '../errors.ts';
 import { Codec } from '../serde/codec.ts';
 import { createCrypter } from '../serde/crypter.ts';
 import { getSerializer } from '../serde/registry.ts';
@@ -91,6 +91,6 @@ export abstract class BaseLayer extends EventEmitter {
   /** Surfaces a background failure without ever crashing the process. */
   protected reportError(err: unknown, context: string): void {
     if (this.listenerCount('error') > 0) this.emit('error', err);
-    else this.logger.warn(`chanlayer: ${context}: ${(err as Error)?.message ?? String(err)}`);
+    else this.logger.warn(`chanlayer: ${context}: ${errorMessage(err)}`);
   }
 }

@@ -14,7 +14,7 @@
  */
 import type { Redis } from 'ioredis';
 import type { HostEntry, LayerOptions } from '../config.ts';
-import { ChannelFull, LayerClosed, UnreadablePayload } from '../errors.ts';
+import { ChannelFull, errorMessage, LayerClosed, UnreadablePayload } from '../errors.ts';
 import { Mailboxes } from '../mailboxes.ts';
 import {
   assertChannelName,
@@ -109,10 +109,6 @@ function prefixPattern(prefix: string): string {
  */
 function sharesQueue(channel: string, name: string): boolean {
   return name.endsWith('!') ? channel.startsWith(name) : channel === name;
-}
-
-function describeError(err: unknown): string {
-  return (err as Error)?.message ?? String(err);
 }
 
 export class RedisChannelLayer<M extends Message = Message>
@@ -692,7 +688,7 @@ export class RedisChannelLayer<M extends Message = Message>
   private skipUnreadable(key: string, shard: number, err: unknown): void {
     this.count('unreadable');
     this.logger.warn(
-      `chanlayer: skipped an unreadable message in ${key} on shard ${shard}: ${describeError(err)}`,
+      `chanlayer: skipped an unreadable message in ${key} on shard ${shard}: ${errorMessage(err)}`,
     );
   }
 }

@@ -27,6 +27,7 @@
  * noticed. No timer or socket survives `stop()`.
  */
 import type { Redis } from 'ioredis';
+import { errorMessage } from '../errors.ts';
 import { runScript } from './scripts.ts';
 import { RedisTooOld, type Shard } from './shard.ts';
 
@@ -114,7 +115,7 @@ const CONNECTION_TROUBLE =
   /Connection is closed|Command timed out|Stream isn't writeable|not reachable|max retries per request|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN|^LOADING|^READONLY|^MASTERDOWN/;
 
 function isConnectionError(err: unknown): boolean {
-  return CONNECTION_TROUBLE.test((err as Error)?.message ?? '');
+  return CONNECTION_TROUBLE.test(errorMessage(err));
 }
 
 class ShardLoop {
@@ -163,8 +164,7 @@ class ShardLoop {
       } catch (err) {
         this.blocking = undefined;
         if (reader.stopped) break;
-        if (/WRONGTYPE/.test((err as Error)?.message ?? '') && (await this.findForeignKeys()))
-          continue;
+        if (/WRONGTYPE/.test(errorMessage(err)) && (await this.findForeignKeys())) continue;
         this.dropConnection();
         if (err instanceof RedisTooOld) {
           reader.hooks.report(err, `shard ${shard.index} reader stopped`);
@@ -172,7 +172,7 @@ class ShardLoop {
         }
         // Connection trouble is reported by the layer's 'disconnect' event; anything else
         // (a script error, say) is worth a word — once, not at every retry.
-        const message = (err as Error)?.message ?? String(err);
+        const message = errorMessage(err);
         if (!isConnectionError(err) && message !== lastReported) {
           lastReported = message;
           reader.hooks.report(err, `reader on shard ${shard.index}`);

@@ -16,6 +16,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { Redis, type RedisOptions } from 'ioredis';
+import { errorMessage } from '../errors.ts';
 import type { ShardSpec } from './hosts.ts';
 import { SentinelWatch, type MasterAddress, type MasterSwitch } from './sentinel-watch.ts';
 
@@ -224,7 +225,7 @@ export class Shard extends EventEmitter {
    * errors (Redis replies) pass through.
    */
   explain(err: unknown, command = 'the command'): unknown {
-    const message = (err as Error)?.message ?? String(err);
+    const message = errorMessage(err);
     const where = `Redis ${this.spec.id} (shard ${this.index})`;
     if (message === 'Command timed out') {
       return new Error(`${where} did not answer within ${this.opts.commandTimeoutMs} ms`, {
