@@ -11,7 +11,6 @@ import { fileURLToPath } from 'node:url';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import {
-  ChannelFull,
   ConfigurationError,
   InMemoryChannelLayer,
   MessageTooLarge,
@@ -23,6 +22,7 @@ import {
   type ChannelLayer,
 } from '../lib/index.ts';
 import { LOOPBACK, redisCommand, startRedis, type RedisGroup } from './harness/redis.ts';
+import { fill } from './harness/fill.ts';
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -37,19 +37,6 @@ function keep<T extends ChannelLayer | undefined>(layer: T): T {
 afterEach(async () => {
   await Promise.all(built.splice(0).map((l) => l.close()));
 });
-
-/** Sends until ChannelFull; returns how many were accepted. */
-async function fill(layer: ChannelLayer, channel: string, max = 500): Promise<number> {
-  for (let i = 0; i < max; i++) {
-    try {
-      await layer.send(channel, { type: 'fill', n: i });
-    } catch (err) {
-      assert.ok(err instanceof ChannelFull, `expected ChannelFull, got ${String(err)}`);
-      return i;
-    }
-  }
-  assert.fail(`${channel} never filled up in ${max} sends`);
-}
 
 async function waitFor(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -15,6 +15,7 @@ import { afterEach, describe, it } from 'node:test';
 import { ChannelFull, InvalidChannelName, LayerClosed } from '../lib/errors.ts';
 import { InMemoryChannelLayer, type InMemoryOptions } from '../lib/layers/in-memory.ts';
 import type { Message } from '../lib/types.ts';
+import { fill } from './harness/fill.ts';
 
 type N = Message & { n: number };
 
@@ -85,19 +86,6 @@ function missing(got: number[], n: number): string {
 
 /** Lets every already-queued callback (microtasks and one macrotask turn) run. */
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-
-/** Sends until ChannelFull; returns how many were accepted. Leaves the channel full. */
-async function fill(layer: InMemoryChannelLayer, channel: string, max = 1000): Promise<number> {
-  for (let i = 0; i < max; i++) {
-    try {
-      await layer.send(channel, { type: 'fill', n: i });
-    } catch (err) {
-      assert.ok(err instanceof ChannelFull, `expected ChannelFull, got ${String(err)}`);
-      return i;
-    }
-  }
-  assert.fail(`${channel} never filled up in ${max} sends`);
-}
 
 const isAbortError = (err: unknown): boolean => err instanceof Error && err.name === 'AbortError';
 
