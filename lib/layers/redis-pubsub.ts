@@ -411,7 +411,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
       await this.closing.until(shard.whenReady());
       await this.closing.until(this.publishers[shard.index]!.publish(name, payload));
     } catch (err) {
-      throw this.failure(shard.explain(err, 'the PUBLISH'));
+      this.publishFailed[shard.index]!(err);
     }
     sent();
   }
