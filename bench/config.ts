@@ -10,7 +10,8 @@ export const USAGE = `usage: npm run bench -- [options]
   --warmup S        seconds run and discarded before each (default 1)
   --pin             CPU pinning with taskset: Redis on core 0, clients (and this process) on core 1
   --only LIST       comma-separated scenario or ceiling ids (e.g. core-seq,ping), or substrings
-  --impl LIST       chanlayer,channels_redis,redis-benchmark (default all three)
+  --impl LIST       chanlayer,channels_redis,bare,redis-benchmark (default all four; bare: the
+                    bare Node clients of bench/bare/, the floor of two rows)
   --out DIR         where latest.json and the SVGs go (default bench/results)
   --from FILE       no measuring: rebuild table and charts from a results JSON
   --inmemory        self-test of the harness: chanlayer scenarios on InMemoryChannelLayer
@@ -61,7 +62,9 @@ export function parseOptions(argv: string[]): Options | 'help' {
       .map((s) => s.trim())
       .filter(Boolean),
     impls: new Set(
-      (values.impl ?? 'chanlayer,channels_redis,redis-benchmark').split(',').map((s) => s.trim()),
+      (values.impl ?? 'chanlayer,channels_redis,bare,redis-benchmark')
+        .split(',')
+        .map((s) => s.trim()),
     ),
     // Smoke and self-test runs must not overwrite the committed measured set.
     out: values.out ?? (quick || values.inmemory ? 'bench/results/quick' : 'bench/results'),

@@ -2,10 +2,11 @@
  * What a bench run measures: the client runs (implementation × scenario × hosts) and the
  * table rows built from them, with the issue-9 targets each row is judged against.
  */
+import { BARE_SCENARIOS } from './bare/index.ts';
 import type { CeilingId } from './redis-benchmark.ts';
 import type { ScenarioId } from './types.ts';
 
-export type Impl = 'chanlayer' | 'channels_redis' | 'redis-benchmark';
+export type Impl = 'chanlayer' | 'channels_redis' | 'bare' | 'redis-benchmark';
 
 export interface RunSpec {
   /** `impl/scenario/Nh`: the key results are stored under in latest.json. */
@@ -41,6 +42,8 @@ export interface RowDef {
   chanlayer1?: Source;
   chanlayer3?: Source;
   channelsRedis?: Source;
+  /** The bare Node client (bench/bare/): the floor of the row on this machine. */
+  bare?: Source;
   ceiling?: Source & { label: string };
   targets: Target[];
   chart?: 'throughput' | 'latency';
@@ -83,6 +86,7 @@ const pingpong = (
   unit: 'ms',
   better: 'lower',
   ...trio(id, p),
+  ...(id === 'pubsub-pingpong' ? { bare: { run: runKey('bare', id, 1), metric: p } } : {}),
   ceiling: rb('ping', p, `PING ${p}, 1 client`),
   targets,
   chart: 'latency',
@@ -200,6 +204,7 @@ export function planRuns(o: {
   /** Which chanlayer layers to run: 'core' and/or 'pubsub' (those lib/index.ts exports). */
   chanlayer: readonly ('core' | 'pubsub')[];
   python: boolean;
+  bare: boolean;
   ceilings: boolean;
   /** False for the in-memory self-test: separate in-memory layers share no group state. */
   bigGroup?: boolean;
@@ -231,6 +236,7 @@ export function planRuns(o: {
     if (chanlayer(id)) add('chanlayer', id, 1);
     if (chanlayer(id)) add('chanlayer', id, 3);
     if (o.python) add('channels_redis', id, 1);
+    if (o.bare && BARE_SCENARIOS.includes(id)) add('bare', id, 1);
   }
   if (chanlayer('core-group-big') && o.bigGroup !== false) add('chanlayer', 'core-group-big', 3);
   if (chanlayer('core-memory')) add('chanlayer', 'core-memory', 1);

@@ -31,10 +31,13 @@ export interface RowReport {
   chanlayer1?: Summary;
   chanlayer3?: Summary;
   channelsRedis?: Summary;
+  bare?: Summary;
   ceiling?: Summary;
   ceilingLabel?: string;
   /** Ratios are taken per repetition (pairs that ran back to back), then summarized. */
   vsChannelsRedis?: Summary;
+  /** The bare client ÷ channels_redis: where the floor of the row lies against a CR target. */
+  bareVsChannelsRedis?: Summary;
   vsCeiling?: Summary;
   threeVsOne?: Summary;
   verdicts: Verdict[];
@@ -77,6 +80,7 @@ export function buildReport(runs: Map<string, RunRecord>, reps: number): RowRepo
     const v1 = perRep(runs, def.chanlayer1, reps);
     const v3 = perRep(runs, def.chanlayer3, reps);
     const vcr = perRep(runs, def.channelsRedis, reps);
+    const vbare = perRep(runs, def.bare, reps);
     const vceil = perRep(runs, def.ceiling, reps);
     const row: RowReport = {
       id: def.id,
@@ -88,9 +92,11 @@ export function buildReport(runs: Map<string, RunRecord>, reps: number): RowRepo
       chanlayer1: summarize(v1),
       chanlayer3: summarize(v3),
       channelsRedis: summarize(vcr),
+      bare: summarize(vbare),
       ceiling: summarize(vceil),
       ceilingLabel: def.ceiling?.label,
       vsChannelsRedis: pairedRatio(v1, vcr),
+      bareVsChannelsRedis: pairedRatio(vbare, vcr),
       vsCeiling: pairedRatio(v1, vceil),
       threeVsOne: pairedRatio(v3, v1),
       verdicts: [],

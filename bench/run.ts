@@ -68,7 +68,10 @@ async function runOne(
     scenario: spec.id as ScenarioParams['scenario'],
     hosts,
   };
-  const argv = spec.impl === 'chanlayer' ? chanlayerArgv(pin, params) : pythonArgv(pin, params);
+  const argv =
+    spec.impl === 'channels_redis'
+      ? pythonArgv(pin, params)
+      : chanlayerArgv(pin, spec.impl === 'bare' ? { ...params, bare: true } : params);
   return runChild(argv, timeoutFor(spec.id, o.params));
 }
 
@@ -147,6 +150,8 @@ async function measure(o: Options): Promise<ResultsFile> {
   const runs = planRuns({
     chanlayer,
     python,
+    // The bare clients are Redis clients: no floor to show against the in-memory self-test.
+    bare: o.impls.has('bare') && !o.params.inMemory,
     ceilings,
     bigGroup: !o.params.inMemory,
     only: only && ((id) => only.some((w) => id === w || id.includes(w))),

@@ -28,7 +28,7 @@ function markdown(header: string[], body: string[][], numeric: (i: number) => bo
 }
 
 const measured = (r: RowReport): boolean =>
-  [r.chanlayer1, r.chanlayer3, r.channelsRedis, r.ceiling].some(Boolean);
+  [r.chanlayer1, r.chanlayer3, r.channelsRedis, r.bare, r.ceiling].some(Boolean);
 
 /** `notes`: run-specific lines (smaller quick-run sizes, failed runs) printed under the table. */
 export function renderTable(all: RowReport[], notes: string[] = []): string {
@@ -40,6 +40,7 @@ export function renderTable(all: RowReport[], notes: string[] = []): string {
     'chanlayer 1 host',
     'chanlayer 3 hosts',
     'channels_redis',
+    'bare Node client',
     'Redis ceiling',
     '÷ channels_redis',
     '÷ ceiling',
@@ -52,20 +53,26 @@ export function renderTable(all: RowReport[], notes: string[] = []): string {
     cell(r.chanlayer1, r.unit),
     cell(r.chanlayer3, r.unit),
     cell(r.channelsRedis, r.unit),
+    cell(r.bare, r.unit),
     cell(r.ceiling, r.unit),
     ratio(r.vsChannelsRedis),
     ratio(r.vsCeiling),
     ratio(r.threeVsOne),
-    r.verdicts.map((v) => v.text).join('; ') || '—',
+    [
+      ...r.verdicts.map((v) => v.text),
+      ...(r.bareVsChannelsRedis ? [`bare client ${ratio(r.bareVsChannelsRedis)} CR`] : []),
+    ].join('; ') || '—',
   ]);
   const ceilings = rows.filter((r) => r.ceilingLabel).map((r) => `- ${r.label}: ${r.ceilingLabel}`);
   return [
-    ...markdown(header, body, (i) => i >= 2 && i <= 8),
+    ...markdown(header, body, (i) => i >= 2 && i <= 9),
     '',
     'Medians of the repetitions, (min–max) when more than one. Ratios: chanlayer 1 host ÷ the',
     'column (and chanlayer 3 hosts ÷ 1 host), taken per repetition, then the median. Targets',
     '(issue 9): CR = ÷ channels_redis, ceil = ÷ Redis ceiling, 3h/1h = "3 hosts no worse than',
     '1 host" with 10% slack for noise; ✓ met, ✗ missed (by the factor shown), · not measured.',
+    'Bare Node client: the same scenario code against a client with no layer (bench/bare/), doing',
+    "only the protocol's own work: the floor of that row on this machine.",
     'Redis ceiling of each row:',
     ...ceilings,
     ...(notes.length ? ['', ...notes] : []),

@@ -34,6 +34,8 @@ export interface ScenarioParams {
   memoryChannels: number;
   /** A receiver that makes no progress for this long gives up (lost messages, broken layer). */
   stallSeconds: number;
+  /** Run the scenario against the bare client of bench/bare/ instead of a layer. */
+  bare?: boolean;
   /** chanlayer only: run against InMemoryChannelLayer (a self-test of the harness). */
   inMemory?: boolean;
   /** chanlayer only: `file:` URL of the lib/index.ts to load (the run's snapshot). */

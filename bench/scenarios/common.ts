@@ -7,6 +7,9 @@ export interface BenchLayer extends ChannelLayer {
   stats?(): Record<string, number>;
 }
 
+/** What the ping-pong scenario calls: all the bare Pub/Sub client (bench/bare/) has. */
+export type PingPongLayer = Pick<ChannelLayer, 'newChannel' | 'send' | 'receive'>;
+
 export const now = (): number => performance.now();
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

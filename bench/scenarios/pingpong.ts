@@ -5,10 +5,10 @@
  */
 import { percentileSorted } from '../stats.ts';
 import type { ScenarioResult } from '../types.ts';
-import { END, Watchdog, benchMessage, now, type BenchLayer } from './common.ts';
+import { END, Watchdog, benchMessage, now, type PingPongLayer } from './common.ts';
 
 export async function pingPongScenario(
-  layer: BenchLayer,
+  layer: PingPongLayer,
   p: { duration: number; warmup: number; stallSeconds: number },
 ): Promise<ScenarioResult> {
   const a = await layer.newChannel();

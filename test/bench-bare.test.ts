@@ -1,0 +1,44 @@
+/**
+ * The bench's bare Pub/Sub client (bench/bare/): its ping-pong figure is the floor the
+ * performance report compares chanlayer with, so it must really carry each message to the
+ * channel it was sent to, over a real Redis.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { BarePubSub } from '../bench/bare/pubsub.ts';
+import { pingPongScenario } from '../bench/scenarios/pingpong.ts';
+import { startRedis, type RedisGroup } from './harness/redis.ts';
+
+let redis: RedisGroup;
+before(async () => {
+  redis = await startRedis();
+});
+after(() => redis.stop());
+
+test('bare Pub/Sub client delivers each message, decoded, to its own channel only', async () => {
+  const client = await BarePubSub.connect(redis.urls[0]!);
+  try {
+    const a = await client.newChannel();
+    const b = await client.newChannel();
+    assert.notEqual(a, b);
+    const atA = client.receive(a);
+    const atB = client.receive(b);
+    await client.send(b, { type: 'to.b', n: 2 });
+    await client.send(a, { type: 'to.a', n: 1, payload: 'x'.repeat(300) });
+    assert.deepEqual(await atB, { type: 'to.b', n: 2 });
+    assert.deepEqual(await atA, { type: 'to.a', n: 1, payload: 'x'.repeat(300) });
+  } finally {
+    await client.close();
+  }
+});
+
+test('the ping-pong scenario runs on the bare client and counts its round trips', async () => {
+  const client = await BarePubSub.connect(redis.urls[0]!);
+  try {
+    const r = await pingPongScenario(client, { duration: 0.3, warmup: 0.1, stallSeconds: 5 });
+    assert.ok(Number(r.info?.samples) > 10, `samples: ${String(r.info?.samples)}`);
+    assert.ok(r.metrics.p50! > 0 && r.metrics.p50! <= r.metrics.p99!);
+  } finally {
+    await client.close();
+  }
+});
