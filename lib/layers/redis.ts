@@ -155,8 +155,14 @@ export class RedisChannelLayer<M extends Message = Message>
         commandTimeoutMs: this.options.commandTimeoutMs,
         lazyConnect: true,
         failFast: true,
-        // Sends are already batched per shard per tick (SendBatcher).
-        unpipelined: [scriptCommand('send'), scriptCommand('send_many')],
+        // Sends are already batched per shard per tick (SendBatcher); a group send is one
+        // large command (all its keys), for which a pipeline would only add a deferral and a
+        // copy of the payloads.
+        unpipelined: [
+          scriptCommand('send'),
+          scriptCommand('send_many'),
+          scriptCommand('group_send'),
+        ],
       });
       shard.on('down', (role: string) => {
         if (role !== 'command' || this.closed) return;
