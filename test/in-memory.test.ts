@@ -842,6 +842,18 @@ describe('bounded memory', () => {
     assert.equal(layer.stats().expired, 500);
   });
 
+  it('... in entries too: a channel left without state is forgotten by the next sweep', async () => {
+    const layer = makeLayer({ expiry: 0.1 });
+    // Emptied channels keep their entry until a sweep (Mailboxes.vacate): it must come.
+    const entries = (): number =>
+      (layer as unknown as { mailboxes: { boxes: Map<string, unknown> } }).mailboxes.boxes.size;
+    const waits = Array.from({ length: 100 }, (_, i) => layer.receive(`memv.${i}`));
+    for (let i = 0; i < 100; i++) await layer.send(`memv.${i}`, { type: 't' });
+    await Promise.all(waits);
+    assert.equal(layer.activeChannels, 0);
+    await waitFor(() => entries() === 0, 'entries of emptied channels to be dropped');
+  });
+
   it('... after deleteChannel and flush', async () => {
     const layer = makeLayer();
     await layer.send('memd', { type: 't' });

@@ -896,6 +896,21 @@ describe('RedisChannelLayer: semantics', () => {
     assert.deepEqual(await waiting, { type: 'still-here' });
   });
 
+  it('a groupAdd or groupDiscard not awaited still comes before a groupSend issued after it', async () => {
+    const layer = makeLayer({ hosts: one.urls, prefix: freshPrefix() });
+    const [joined, left] = [await layer.newChannel(), await layer.newChannel()];
+    await layer.groupAdd('ordered', left);
+    await layer.groupSend('ordered', { type: 'warm-up' }); // the shard is connected and checked
+    assert.deepEqual(await layer.receive(left), { type: 'warm-up' });
+    const adding = layer.groupAdd('ordered', joined);
+    const discarding = layer.groupDiscard('ordered', left);
+    await layer.groupSend('ordered', { type: 'after' });
+    await Promise.all([adding, discarding]);
+    const got = await layer.receive(joined, { signal: AbortSignal.timeout(5000) });
+    assert.deepEqual(got, { type: 'after' });
+    assert.equal(await receiveOrNothing(layer, left, 200), undefined);
+  });
+
   it('once a group message reached every waiting member, their queue is not read any more', async () => {
     const prefix = freshPrefix();
     const layer = makeLayer({ hosts: one.urls, prefix });
