@@ -117,6 +117,24 @@ describe('fromConfig', () => {
     assert.throws(() => fromConfig(null as never), ConfigurationError);
   });
 
+  it('an ioredis keyPrefix in a hosts entry is refused, pointing at the layer prefix', () => {
+    const entries = [
+      { address: 'redis://127.0.0.1:6379', keyPrefix: 'app:' },
+      { sentinels: [['127.0.0.1', 26379]], masterName: 'm', keyPrefix: 'app:' },
+    ];
+    for (const Layer of [RedisChannelLayer, RedisPubSubChannelLayer]) {
+      for (const entry of entries) {
+        assert.throws(
+          () => new Layer({ hosts: [entry as never] }),
+          (err: unknown) =>
+            err instanceof ConfigurationError &&
+            err.message.includes('hosts[0].keyPrefix') &&
+            err.message.includes('`prefix`'),
+        );
+      }
+    }
+  });
+
   it('a bare string for hosts throws ConfigurationError', () => {
     for (const BACKEND of [
       'channels_redis.core.RedisChannelLayer',

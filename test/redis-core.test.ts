@@ -911,6 +911,19 @@ describe('RedisChannelLayer: semantics', () => {
     assert.equal(await receiveOrNothing(layer, left, 200), undefined);
   });
 
+  it('... a groupAdd not awaited, whose script meets NOSCRIPT and is sent again, too', async () => {
+    const layer = makeLayer({ hosts: one.urls, prefix: freshPrefix() });
+    const [first, late] = [await layer.newChannel(), await layer.newChannel()];
+    await layer.groupAdd('reloaded', first); // the connection now sends group_add by EVALSHA
+    await raw(one.urls[0]!).script('FLUSH');
+    const adding = layer.groupAdd('reloaded', late); // NOSCRIPT, then EVAL a round trip later
+    await new Promise((resolve) => setImmediate(resolve)); // its pipeline is written, running
+    await layer.groupSend('reloaded', { type: 'after' });
+    await adding;
+    const got = await layer.receive(late, { signal: AbortSignal.timeout(5000) });
+    assert.deepEqual(got, { type: 'after' });
+  });
+
   it('once a group message reached every waiting member, their queue is not read any more', async () => {
     const prefix = freshPrefix();
     const layer = makeLayer({ hosts: one.urls, prefix });

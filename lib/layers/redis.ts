@@ -119,21 +119,28 @@ function sharesQueue(channel: string, name: string): boolean {
  *
  * Written at once (corked), not through the auto-pipeline, which costs a Pipeline object and a
  * setImmediate hop, and whose churned Map keeps each reply alive until a full GC (see
- * Mailboxes.vacate) — unless auto-pipelined commands are still queued: issued earlier (a
- * groupAdd not awaited), they must reach Redis first.
+ * Mailboxes.vacate) — unless auto-pipelined commands issued earlier (a groupAdd not awaited)
+ * are still queued or running: they must reach Redis first, a script meeting NOSCRIPT too,
+ * which ioredis sends again one round trip later.
  */
 function readMembers(client: Redis, key: string, expired: number): Promise<Buffer[]> {
   const min = `(${expired}`;
   let replies: [Promise<Buffer[]>, Promise<unknown>];
-  const queued = (client as unknown as { _autoPipelines?: Map<string, unknown> })._autoPipelines;
-  if (queued?.size === 0) {
+  const pipelines = client as unknown as {
+    _autoPipelines?: Map<string, unknown>;
+    _runningAutoPipelines?: Set<string>;
+  };
+  if (pipelines._autoPipelines?.size === 0 && pipelines._runningAutoPipelines?.size === 0) {
     const read = new Command('zrangebyscore', [key, min, '+inf']);
     const trim = new Command('zremrangebyscore', [key, '-inf', expired]);
     const socket = client.stream;
     socket.cork();
-    void client.sendCommand(read);
-    void client.sendCommand(trim);
-    socket.uncork();
+    try {
+      void client.sendCommand(read);
+      void client.sendCommand(trim);
+    } finally {
+      socket.uncork();
+    }
     replies = [read.promise as Promise<Buffer[]>, trim.promise];
   } else {
     replies = [

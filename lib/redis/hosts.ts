@@ -53,6 +53,18 @@ function sentinelPairs(value: unknown, where: string): Array<{ host: string; por
   });
 }
 
+/**
+ * ioredis's `keyPrefix` would prefix most keys but not all the layer handles (SCAN patterns,
+ * commands written directly): one namespace, the layer's `prefix`, is the supported one.
+ */
+function refuseKeyPrefix(options: object, where: string): void {
+  if ('keyPrefix' in options) {
+    throw new ConfigurationError(
+      `${where}.keyPrefix is not supported: use the layer's \`prefix\` option (default "asgi:")`,
+    );
+  }
+}
+
 export function parseHost(entry: HostEntry, i: number): ShardSpec {
   const where = `hosts[${i}]`;
   if (typeof entry === 'string') {
@@ -67,6 +79,7 @@ export function parseHost(entry: HostEntry, i: number): ShardSpec {
       throw new ConfigurationError(`${where}.masterName is required for a Sentinel group`);
     }
     const pairs = sentinelPairs(sentinels, where);
+    refuseKeyPrefix(rest, where);
     return {
       id: `sentinel:${masterName}@${pairs.map((p) => `${p.host}:${p.port}`).join(',')}/${db ?? 0}`,
       url: undefined,
@@ -89,6 +102,7 @@ export function parseHost(entry: HostEntry, i: number): ShardSpec {
   }
   if ('address' in entry) {
     const { address, ...rest } = entry;
+    refuseKeyPrefix(rest, where);
     return {
       id: urlId(checkUrl(address, `${where}.address`)),
       url: address,
