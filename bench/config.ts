@@ -11,7 +11,7 @@ export const USAGE = `usage: npm run bench -- [options]
   --pin             CPU pinning with taskset: Redis on core 0, clients (and this process) on core 1
   --only LIST       comma-separated scenario or ceiling ids (e.g. core-seq,ping), or substrings
   --impl LIST       chanlayer,channels_redis,bare,redis-benchmark (default all four; bare: the
-                    bare Node clients of bench/bare/, the floor of two rows)
+                    bare Node client of bench/bare/: the floor of the Pub/Sub ping-pong rows)
   --out DIR         where latest.json and the SVGs go (default bench/results)
   --from FILE       no measuring: rebuild table and charts from a results JSON
   --inmemory        self-test of the harness: chanlayer scenarios on InMemoryChannelLayer

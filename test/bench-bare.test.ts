@@ -27,6 +27,13 @@ test('bare Pub/Sub client delivers each message, decoded, to its own channel onl
     await client.send(a, { type: 'to.a', n: 1, payload: 'x'.repeat(300) });
     assert.deepEqual(await atB, { type: 'to.b', n: 2 });
     assert.deepEqual(await atA, { type: 'to.a', n: 1, payload: 'x'.repeat(300) });
+    // Sent before anyone receives: the push precedes the PUBLISH reply, so it is kept.
+    await client.send(a, { type: 'early' });
+    const late = client.receive(a);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise((resolve) => (timer = setTimeout(resolve, 2000, 'lost')));
+    assert.deepEqual(await Promise.race([late, timeout]), { type: 'early' });
+    clearTimeout(timer);
   } finally {
     await client.close();
   }

@@ -12,6 +12,8 @@ import { command, RespConnection, type Reply } from './resp.ts';
 
 export class BarePubSub {
   private readonly waiters = new Map<string, Array<(m: Message) => void>>();
+  /** Messages that came before a receive for them. */
+  private readonly early = new Map<string, Message[]>();
   private readonly subscribed = new Map<string, () => void>();
 
   private constructor(private readonly conn: RespConnection) {
@@ -37,6 +39,8 @@ export class BarePubSub {
   }
 
   receive(channel: string): Promise<Message> {
+    const message = this.early.get(channel)?.shift();
+    if (message) return Promise.resolve(message);
     return new Promise((resolve) => {
       const list = this.waiters.get(channel);
       if (list) list.push(resolve);
@@ -54,8 +58,11 @@ export class BarePubSub {
       this.subscribed.get(name)?.();
       this.subscribed.delete(name);
     } else if (String(kind) === 'message') {
-      // The scenario has a receive waiting for every message it sends.
-      this.waiters.get(name)?.shift()?.(decode(data as Buffer) as Message);
+      const message = decode(data as Buffer) as Message;
+      const waiter = this.waiters.get(name)?.shift();
+      if (waiter) waiter(message);
+      else if (this.early.has(name)) this.early.get(name)!.push(message);
+      else this.early.set(name, [message]);
     }
   }
 }

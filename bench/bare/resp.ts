@@ -107,7 +107,14 @@ export class RespConnection {
       const socket = net.connect(Number(port), hostname, () => {
         const conn = new RespConnection(socket);
         if (!resp3) resolve(conn);
-        else conn.call(['HELLO', '3']).then(() => resolve(conn), reject);
+        else
+          conn.call(['HELLO', '3']).then(
+            () => resolve(conn),
+            (err: unknown) => {
+              conn.close();
+              reject(err);
+            },
+          );
       });
       socket.once('error', reject);
     });
