@@ -1,7 +1,8 @@
 /**
- * One chanlayer (or bare-client, bench/bare/) scenario run in a fresh process (started by run.ts with --expose-gc, possibly
- * pinned to a core): isolation keeps one scenario's heap, JIT state and leftover timers out of
- * the next, and matches the Python side, which also runs one process per scenario run.
+ * One chanlayer (or bare-client, bench/bare/) scenario run in a fresh process (started by
+ * run.ts with --expose-gc, possibly pinned to a core): isolation keeps one scenario's heap, JIT
+ * state and leftover timers out of the next, and matches the Python side, which also runs one
+ * process per scenario run.
  *
  * Usage: node --expose-gc --import tsx bench/worker.ts '<ScenarioParams JSON>'
  * Prints one line `BENCH_RESULT <ScenarioResult JSON>` on stdout.
