@@ -88,6 +88,12 @@ export abstract class BaseLayer extends EventEmitter {
     return capacityFor(this.options, channel);
   }
 
+  /** A payload found in Redis that does not decode: counted, logged (`where` it was), skipped. */
+  protected skipUnreadable(where: string, err: unknown): void {
+    this.count('unreadable');
+    this.logger.warn(`chanlayer: skipped an unreadable payload ${where}: ${errorMessage(err)}`);
+  }
+
   /** Surfaces a background failure without ever crashing the process. */
   protected reportError(err: unknown, context: string): void {
     if (this.listenerCount('error') > 0) this.emit('error', err);

@@ -39,6 +39,7 @@ import { crc32Placement, ringPlacement, type Placement } from '../redis/placemen
 import { Publisher } from '../redis/publisher.ts';
 import { Shard, type Role } from '../redis/shard.ts';
 import { Subscriptions } from '../redis/subscriber.ts';
+import { copier } from '../serde/clone.ts';
 import { assertMessage } from '../serde/codec.ts';
 import type { ChannelLayer, Message, ReceiveOptions } from '../types.ts';
 import { BaseLayer } from './base.ts';
@@ -488,32 +489,33 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     try {
       message = this.codec.decode(payload) as M;
     } catch (err) {
-      this.count('unreadable');
-      this.logger.warn(
-        `chanlayer: skipped an unreadable payload (${payload.length} bytes) on ${name}: ${(err as Error).message}`,
-      );
+      this.skipUnreadable(`of ${payload.length} bytes on ${name}`, err);
       return;
     }
     if (!members) {
       this.deliver(name, message);
       return;
     }
-    // Every receiving channel gets its own copy; the first one takes the decoded message.
-    let first: M | undefined = message;
+    // Every receiving channel gets its own copy (decoded once); the first takes the original.
+    let copy: (() => M) | undefined;
+    let original = true;
     if (channel) {
-      this.deliver(name, first);
-      first = undefined;
+      this.deliver(name, message);
+      original = false;
     }
     const now = Date.now();
-    for (const [member, expiresAt] of [...members]) {
+    let delivered = 0;
+    // Deleting from a Map while iterating it is safe; leave() deletes synchronously.
+    for (const [member, expiresAt] of members) {
       if (expiresAt <= now) {
         void this.leave(name, member);
         continue;
       }
-      this.deliver(member, first ?? (this.codec.decode(payload) as M));
-      first = undefined;
-      this.count('groupDeliveries');
+      this.deliver(member, original ? message : (copy ??= copier(message))());
+      original = false;
+      delivered++;
     }
+    this.count('groupDeliveries', delivered);
   }
 
   private deliver(channel: string, message: M): void {

@@ -14,7 +14,7 @@
  */
 import { Command, type Redis } from 'ioredis';
 import type { HostEntry, LayerOptions } from '../config.ts';
-import { ChannelFull, errorMessage, LayerClosed, UnreadablePayload } from '../errors.ts';
+import { ChannelFull, LayerClosed, UnreadablePayload } from '../errors.ts';
 import { Mailboxes } from '../mailboxes.ts';
 import {
   assertChannelName,
@@ -595,7 +595,7 @@ export class RedisChannelLayer<M extends Message = Message>
     try {
       message = this.codec.decode(member);
     } catch (err) {
-      this.skipUnreadable(key, shard, err);
+      this.skipUnreadable(`in ${key} on shard ${shard}`, err);
       return;
     }
     const field = message[CHANNEL_FIELD];
@@ -607,15 +607,15 @@ export class RedisChannelLayer<M extends Message = Message>
       targets = field as string[];
     else {
       this.skipUnreadable(
-        key,
-        shard,
+        `in ${key} on shard ${shard}`,
         new UnreadablePayload(`${CHANNEL_FIELD} is neither a string nor a list of strings`),
       );
       return;
     }
     // A message only reaches channels whose queue it came from.
     const name = key.slice(this.options.prefix.length);
-    const copy = copier(message as M);
+    // Most messages have one target: the copier is made only for a second one.
+    let copy: (() => M) | undefined;
     let first = true;
     // Every target's waiters are counted under this key (they share the queue): one update for
     // all the deliveries, not a countWaiter per member.
@@ -624,7 +624,7 @@ export class RedisChannelLayer<M extends Message = Message>
       if (!sharesQueue(channel, name)) continue;
       const put = this.mailboxes.put(
         channel,
-        first ? (message as M) : copy(),
+        first ? (message as M) : (copy ??= copier(message as M))(),
         this.capacityFor(channel),
         'drop-oldest',
         expiresAt,
@@ -722,12 +722,5 @@ export class RedisChannelLayer<M extends Message = Message>
     this.givingBack.add(done);
     void done.finally(() => this.givingBack.delete(done));
     return done;
-  }
-
-  private skipUnreadable(key: string, shard: number, err: unknown): void {
-    this.count('unreadable');
-    this.logger.warn(
-      `chanlayer: skipped an unreadable message in ${key} on shard ${shard}: ${errorMessage(err)}`,
-    );
   }
 }
