@@ -27,6 +27,7 @@ import {
 } from '../names.ts';
 import { parseHost } from '../redis/hosts.ts';
 import { crc32Placement, ringPlacement, type Placement } from '../redis/placement.ts';
+import { writeDirect } from '../redis/direct.ts';
 import { Reader } from '../redis/reader.ts';
 import { SendBatcher } from '../redis/sends.ts';
 import { runScript, scriptCommand } from '../redis/scripts.ts';
@@ -116,39 +117,17 @@ function sharesQueue(channel: string, name: string): boolean {
  * ones. The read skips expired memberships by score and the trim drops them; neither needs the
  * other to be atomic, so they are two plain commands in one write, not a script: a script
  * turning 1,000 names into Lua strings costs Redis ~0.3 ms, the plain read ~0.05–0.08 ms.
- *
- * Written at once (corked), not through the auto-pipeline, which costs a Pipeline object and a
- * setImmediate hop, and whose churned Map keeps each reply alive until a full GC (see
- * Mailboxes.vacate) — unless auto-pipelined commands issued earlier (a groupAdd not awaited)
- * are still queued or running: they must reach Redis first, a script meeting NOSCRIPT too,
- * which ioredis sends again one round trip later.
+ * Written directly when it may be (writeDirect): the auto-pipeline's Map also kept each
+ * 1,000-name reply alive until a full GC (see Mailboxes.vacate).
  */
 function readMembers(client: Redis, key: string, expired: number): Promise<Buffer[]> {
   const min = `(${expired}`;
-  let replies: [Promise<Buffer[]>, Promise<unknown>];
-  const pipelines = client as unknown as {
-    _autoPipelines?: Map<string, unknown>;
-    _runningAutoPipelines?: Set<string>;
-  };
-  if (pipelines._autoPipelines?.size === 0 && pipelines._runningAutoPipelines?.size === 0) {
-    const read = new Command('zrangebyscore', [key, min, '+inf']);
-    const trim = new Command('zremrangebyscore', [key, '-inf', expired]);
-    const socket = client.stream;
-    socket.cork();
-    try {
-      void client.sendCommand(read);
-      void client.sendCommand(trim);
-    } finally {
-      socket.uncork();
-    }
-    replies = [read.promise as Promise<Buffer[]>, trim.promise];
-  } else {
-    replies = [
-      client.zrangebyscoreBuffer(key, min, '+inf'),
-      client.zremrangebyscore(key, '-inf', expired),
-    ];
-  }
-  return Promise.all(replies).then(([names]) => names);
+  const read = new Command('zrangebyscore', [key, min, '+inf']);
+  const trim = new Command('zremrangebyscore', [key, '-inf', expired]);
+  const replies = writeDirect(client, [read, trim])
+    ? [read.promise as Promise<Buffer[]>, trim.promise]
+    : [client.zrangebyscoreBuffer(key, min, '+inf'), client.zremrangebyscore(key, '-inf', expired)];
+  return Promise.all(replies).then(([names]) => names as Buffer[]);
 }
 
 export class RedisChannelLayer<M extends Message = Message>

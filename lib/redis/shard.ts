@@ -1,8 +1,9 @@
 /**
  * One shard = one Redis host or Sentinel group, with an auto-pipelined command connection
- * (sends and publishes bypass it) shared by every operation and a few dedicated connections
- * (blocking reader, subscriber) created on demand. Reports transitions as 'down'/'up' (role) and refuses a Redis older than 5.0
- * (no BZPOPMIN, no CLIENT UNBLOCK).
+ * shared by every operation (the commands named in `unpipelined`, Publisher's PUBLISH and
+ * writeDirect's bypass it) and a few dedicated connections (blocking reader, subscriber)
+ * created on demand. Reports transitions as 'down'/'up' (role) and refuses a Redis older than
+ * 5.0 (no BZPOPMIN, no CLIENT UNBLOCK).
  *
  * A Sentinel shard follows failovers (docs/failover.md):
  * - a `SentinelWatch` hears `+switch-master` from any sentinel; every connection of the shard
