@@ -269,14 +269,6 @@ export class Mailboxes<T> {
     return slot instanceof Waiter ? 1 : slot.waiterCount;
   }
 
-  /** Unexpired messages buffered for `channel`. */
-  buffered(channel: string): number {
-    const box = this.boxes.get(channel);
-    if (!(box instanceof Mailbox)) return 0;
-    this.expire(box, Date.now());
-    return box.size;
-  }
-
   /** Number of channels holding any state (for leak checks). */
   get channelCount(): number {
     let n = 0;

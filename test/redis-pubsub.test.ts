@@ -535,6 +535,19 @@ describe('RedisPubSubChannelLayer on one host', () => {
     assert.deepEqual(await layer.receive(ch), { type: 'direct' });
   });
 
+  test('a receive already aborted takes nothing buffered and counts nothing', async () => {
+    const layer = makeLayer(redis.urls);
+    const [a, b] = [await layer.newChannel(), await layer.newChannel()];
+    await layer.send(a, { type: 'kept' });
+    await layer.send(b, { type: 'sync' });
+    // One subscriber connection delivers in order: once b has its message, a's is buffered.
+    await layer.receive(b);
+    await assert.rejects(layer.receive(a, { signal: AbortSignal.abort() }), { name: 'AbortError' });
+    assert.equal(layer.stats().received, 1);
+    assert.deepEqual(await layer.receive(a), { type: 'kept' });
+    assert.equal(layer.stats().received, 2);
+  });
+
   test('an unreadable payload is skipped, counted, logged; the next one arrives', async () => {
     const layer = makeLayer(redis.urls);
     const ch = await layer.newChannel();

@@ -233,8 +233,11 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
    * duplicate); deleteChannel() rejects waiting receives through the mailbox.
    */
   private take(channel: string, signal: AbortSignal | undefined): Promise<M> {
-    if (this.mailboxes.buffered(channel) > 0) this.count('received');
-    return this.mailboxes.take(channel, signal);
+    // (Both callers have refused an already aborted signal.)
+    const buffered = this.mailboxes.takeBuffered(channel);
+    if (buffered === undefined) return this.mailboxes.take(channel, signal);
+    this.count('received');
+    return Promise.resolve(buffered);
   }
 
   /** `${prefix option}${prefix}${uuid hex}`; resolves once Redis confirmed the subscription. */
