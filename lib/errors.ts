@@ -67,6 +67,22 @@ export class ConfigurationError extends Error {
   override name = 'ConfigurationError';
 }
 
+/**
+ * A channel's key holds something other than a sorted set (written there by something else):
+ * the message was not written to it; other keys of the same call were.
+ */
+export class NotAChannelQueue extends Error {
+  override name = 'NotAChannelQueue';
+  constructor(
+    readonly key: string,
+    what: string,
+  ) {
+    super(
+      `${key} holds a Redis value that is not a channel queue (a sorted set); ${what} was not written`,
+    );
+  }
+}
+
 /** A payload read from Redis could not be decoded (corrupt, foreign key, expired token). */
 export class UnreadablePayload extends Error {
   override name = 'UnreadablePayload';

@@ -15,6 +15,7 @@ export {
   LayerClosed,
   ConfigurationError,
   UnreadablePayload,
+  NotAChannelQueue,
 } from './errors.ts';
 export { InMemoryChannelLayer, type InMemoryOptions } from './layers/in-memory.ts';
 export { RedisChannelLayer, type RedisLayerOptions } from './layers/redis.ts';

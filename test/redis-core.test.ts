@@ -26,6 +26,7 @@ import {
   InvalidGroupName,
   LayerClosed,
   MessageTooLarge,
+  NotAChannelQueue,
   RedisChannelLayer,
   fromConfig,
   type LayerOptions,
@@ -420,10 +421,9 @@ describe('RedisChannelLayer: errors', () => {
       results.map((r) => r.status),
       ['fulfilled', 'rejected', 'fulfilled'],
     );
-    assert.match(
-      String((results[1] as PromiseRejectedResult).reason),
-      /foreign.*not a channel queue/,
-    );
+    const reason = (results[1] as PromiseRejectedResult).reason as unknown;
+    assert.match(String(reason), /foreign.*not a channel queue/);
+    assert.ok(reason instanceof NotAChannelQueue && reason.key === `${prefix}foreign`);
     assert.equal(await raw(one.urls[0]!).zcard(`${prefix}a`), 1);
     assert.equal(await raw(one.urls[0]!).zcard(`${prefix}b`), 1);
     assert.equal(await raw(one.urls[0]!).get(`${prefix}foreign`), 'x');
@@ -442,6 +442,7 @@ describe('RedisChannelLayer: errors', () => {
     assert.equal(await raw(one.urls[0]!).get(`${prefix}foreign`), 'x');
     assert.equal(errors.length, 1);
     assert.match(String(errors[0]), /foreign.*not a channel queue/);
+    assert.ok(errors[0] instanceof NotAChannelQueue);
     assert.equal(layer.stats().groupDeliveries, 2);
     assert.equal(layer.stats().groupDropped, 0);
   });

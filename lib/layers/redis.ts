@@ -14,7 +14,7 @@
  */
 import { Command, type Redis } from 'ioredis';
 import type { HostEntry, LayerOptions } from '../config.ts';
-import { ChannelFull, LayerClosed, UnreadablePayload } from '../errors.ts';
+import { ChannelFull, LayerClosed, NotAChannelQueue, UnreadablePayload } from '../errors.ts';
 import { Mailboxes } from '../mailboxes.ts';
 import {
   assertChannelName,
@@ -361,9 +361,7 @@ export class RedisChannelLayer<M extends Message = Message>
             chunk.forEach((q, i) => {
               if (skipped.has(-(i + 1))) {
                 this.reportError(
-                  new Error(
-                    `${q.key} holds a Redis value that is not a channel queue (a sorted set); the group message was not written to it`,
-                  ),
+                  new NotAChannelQueue(q.key, 'the group message'),
                   `group send to ${group}`,
                 );
               } else {

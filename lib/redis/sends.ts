@@ -8,6 +8,7 @@
  * In a batch, a key's messages travel packed into one string (see send_many.lua): building and
  * writing two or five arguments per message was most of the client's cost per send.
  */
+import { NotAChannelQueue } from '../errors.ts';
 
 /** Most sends per send_many.lua call. */
 const SEND_BATCH = 128;
@@ -122,9 +123,7 @@ export class SendBatcher {
       (added) =>
         perKey.forEach((sends, j) => {
           if (added[j] === FOREIGN_KEY) {
-            const err = new Error(
-              `${keys[j]} holds a Redis value that is not a channel queue (a sorted set); the message was not written`,
-            );
+            const err = new NotAChannelQueue(keys[j]!, 'the message');
             for (const reject of sends.rejects) reject(err);
           } else sends.resolves.forEach((resolve, i) => resolve(i < added[j]! ? 1 : 0));
         }),
