@@ -56,7 +56,7 @@ class ChannelLayerManager {
         );
       }
       // Bad options (a bare string for hosts, an unknown serializerFormat, …) fail here, as
-      // API.md asks, rather than at the first getChannelLayer(). Nothing is built or connected.
+      // configure() promises, not at the first getChannelLayer(). Nothing is built or connected.
       try {
         getSerializer(resolveOptions(fromDjangoConfig(config.CONFIG ?? {})).serializerFormat);
       } catch (err) {

@@ -1,5 +1,5 @@
 /**
- * Layer options: the camelCase shape of API.md, defaults, validation, and the translation of a
+ * Layer options: the README's camelCase options, defaults, validation, and the translation of a
  * Django `CONFIG` block (snake_case keys, `("host", port)` tuples) into it.
  */
 import { ConfigurationError } from './errors.ts';

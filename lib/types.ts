@@ -1,4 +1,4 @@
-/** The public shape every layer shares (API.md). */
+/** The public shape every layer shares (README, "API at a glance"). */
 export type Message = { type: string; [key: string]: unknown };
 
 export interface ReceiveOptions {

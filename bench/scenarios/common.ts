@@ -2,7 +2,7 @@
 import type { ChannelLayer, Message } from '../../lib/types.ts';
 import { PAYLOAD } from '../types.ts';
 
-/** The layers the bench drives: the API.md interface plus the optional `stats()`. */
+/** The layers the bench drives: the `ChannelLayer` interface plus the optional `stats()`. */
 export interface BenchLayer extends ChannelLayer {
   stats?(): Record<string, number>;
 }

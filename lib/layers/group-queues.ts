@@ -1,8 +1,8 @@
 /**
  * A group's members (channel names as Redis returned them, UTF-8 bytes) by the queue they share:
- * one group message per channel key, naming every member there (WIRE.md). Kept as bytes: they
- * go into the message as they are (Codec.groupEncoder), so 1,000s of names are never made into
- * strings and encoded back.
+ * one group message per channel key, naming every member there (docs/wire-protocol.md). Kept as
+ * bytes: they go into the message as they are (Codec.groupEncoder), so 1,000s of names are never
+ * made into strings and encoded back.
  */
 
 import { isUtf8 } from 'node:buffer';

@@ -1,6 +1,6 @@
 /**
  * Redis Pub/Sub layer, wire-compatible with channels_redis 4.x `RedisPubSubChannelLayer`
- * (WIRE.md): a channel is the Redis channel of the same name, a group is the Redis channel
+ * (docs/wire-protocol.md): a channel is the Redis channel of the same name, a group is the Redis channel
  * `prefix + '__group__' + group`, a payload is the bare serialized message (or a bare Fernet
  * token with keys) — no random prefix, nothing stored in Redis.
  *

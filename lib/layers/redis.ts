@@ -1,5 +1,5 @@
 /**
- * RedisChannelLayer: channels_redis `core`-compatible storage (WIRE.md) on one or many Redis
+ * RedisChannelLayer: channels_redis `core`-compatible storage (docs/wire-protocol.md) on one or many Redis
  * hosts, without channels_redis's defects:
  *
  * - every queue write is one Lua round trip (trim, capacity check, add, expire: never over capacity,

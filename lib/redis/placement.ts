@@ -5,7 +5,7 @@
  * - `ring`: a ketama-style consistent-hash ring over the host identities, so adding a host
  *   moves only ~1/n of the names (Node-only deployments; channels_redis can't follow it).
  * A 60-line ring with its own tests beats the npm options: `hash-ring` is broken and
- * `hashring` unmaintained since 2015 (LIBRARIES.md).
+ * `hashring` unmaintained since 2015.
  */
 import { createHash } from 'node:crypto';
 import { crc32 } from 'node:zlib';

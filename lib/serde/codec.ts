@@ -13,7 +13,7 @@ export const CHANNEL_FIELD = '__asgi_channel__';
 export interface CodecOptions {
   serializer: Serializer;
   crypter?: Crypter | undefined;
-  /** Random bytes before the body (WIRE.md); 0 for none. */
+  /** Random bytes before the body (docs/wire-protocol.md); 0 for none. */
   prefixLength: number;
   maxMessageBytes: number;
 }

@@ -1,5 +1,5 @@
 /**
- * The core layer's random prefix (WIRE.md): every sorted-set member starts with N random bytes
+ * The core layer's random prefix (docs/wire-protocol.md): every sorted-set member starts with N random bytes
  * so two equal messages stay two members. Bytes come from a pooled CSPRNG fill, not one syscall
  * per message.
  */

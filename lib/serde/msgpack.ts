@@ -3,7 +3,7 @@
  * `msgpack.unpackb(b, raw=False)`.
  *
  * Why not a library: @msgpack/msgpack and msgpackr either write integers ≥ 2^32 as float64 or
- * decode every 64-bit integer to the same JS type; API.md needs ints to stay ints over the whole
+ * decode every 64-bit integer to the same JS type; chanlayer keeps ints ints over the whole
  * int64/uint64 range, `number` up to 2^53 and `bigint` beyond. The format is small enough to own,
  * and owning it lets the encoder validate (and name the path of) a bad value in the same walk.
  */
@@ -384,7 +384,7 @@ class Reader {
 
 const TWO_53 = 2n ** 53n;
 
-/** `number` while exact (|n| ≤ 2^53), `bigint` beyond (API.md). */
+/** `number` while exact (|n| ≤ 2^53), `bigint` beyond (docs/wire-protocol.md §8). */
 function narrow(n: bigint): number | bigint {
   return n >= -TWO_53 && n <= TWO_53 ? Number(n) : n;
 }
