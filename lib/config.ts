@@ -54,6 +54,31 @@ export interface LayerOptions {
   logger?: Logger;
 }
 
+/**
+ * Every option name, so a misspelt one is refused rather than silently ignored (channels_redis
+ * raises TypeError for an unknown keyword). `satisfies` keeps the list in step with LayerOptions.
+ */
+const OPTION_NAMES = Object.keys({
+  hosts: true,
+  prefix: true,
+  expiry: true,
+  groupExpiry: true,
+  capacity: true,
+  channelCapacity: true,
+  symmetricEncryptionKeys: true,
+  encryption: true,
+  randomPrefixLength: true,
+  serializerFormat: true,
+  maxMessageBytes: true,
+  sharding: true,
+  normalChannelSharding: true,
+  commandTimeoutMs: true,
+  fernetTtlSlack: true,
+  onDisconnect: true,
+  onReconnect: true,
+  logger: true,
+} satisfies Record<keyof LayerOptions, true>);
+
 export interface Logger {
   warn(message: string): void;
 }
@@ -92,6 +117,43 @@ export const DEFAULTS = {
   fernetTtlSlack: 10,
 } as const;
 
+/** A bad value as the error shows it: strings quoted, with the type when it is not a number. */
+function shown(value: unknown): string {
+  if (typeof value === 'number') return String(value);
+  if (typeof value === 'string') return `${JSON.stringify(value)} (a string)`;
+  return `${String(value)} (${value === null ? 'null' : typeof value})`;
+}
+
+/** Edit distance, for suggesting the option a misspelt key meant. */
+function distance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1]!.toLowerCase() === b[j - 1]!.toLowerCase() ? 0 : 1;
+      next.push(Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + cost));
+    }
+    row = next;
+  }
+  return row[b.length]!;
+}
+
+function refuseUnknownKeys(input: object): void {
+  const known = new Set(OPTION_NAMES);
+  for (const key of Object.keys(input)) {
+    if (known.has(key)) continue;
+    // A Django spelling (group_expiri) is best matched among the snake_case names.
+    const candidates = key.includes('_') ? OPTION_NAMES.map(snakeCase) : OPTION_NAMES;
+    let best = candidates[0]!;
+    for (const name of candidates) if (distance(key, name) < distance(key, best)) best = name;
+    throw new ConfigurationError(`Unknown option "${key}" (did you mean "${best}"?)`);
+  }
+}
+
+function snakeCase(name: string): string {
+  return name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}
+
 function positive(name: string, value: unknown, { integer = false } = {}): number {
   if (
     typeof value !== 'number' ||
@@ -100,7 +162,7 @@ function positive(name: string, value: unknown, { integer = false } = {}): numbe
     (integer && !Number.isInteger(value))
   ) {
     throw new ConfigurationError(
-      `${name} must be a positive ${integer ? 'integer' : 'number'}, got ${String(value)}`,
+      `${name} must be a positive ${integer ? 'integer' : 'number'}, got ${shown(value)}`,
     );
   }
   return value;
@@ -108,7 +170,7 @@ function positive(name: string, value: unknown, { integer = false } = {}): numbe
 
 function nonNegative(name: string, value: unknown): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
-    throw new ConfigurationError(`${name} must be a number ≥ 0, got ${String(value)}`);
+    throw new ConfigurationError(`${name} must be a number ≥ 0, got ${shown(value)}`);
   }
   return value;
 }
@@ -150,6 +212,7 @@ function compileCapacities(rules: CapacityRules | undefined): Array<[RegExp, num
 export function resolveOptions(input: LayerOptions = {}): ResolvedOptions {
   if (input === null || typeof input !== 'object')
     throw new ConfigurationError('options must be an object');
+  refuseUnknownKeys(input);
   const hosts = input.hosts ?? [...DEFAULTS.hosts];
   if (!Array.isArray(hosts)) {
     throw new ConfigurationError('hosts must be a list of Redis hosts, even if there is only one');
@@ -215,21 +278,10 @@ export function capacityFor(opts: ResolvedOptions, channel: string): number {
   return opts.capacity;
 }
 
-const SNAKE_KEYS: Record<string, string> = {
-  group_expiry: 'groupExpiry',
-  channel_capacity: 'channelCapacity',
-  symmetric_encryption_keys: 'symmetricEncryptionKeys',
-  random_prefix_length: 'randomPrefixLength',
-  serializer_format: 'serializerFormat',
-  max_message_bytes: 'maxMessageBytes',
-  command_timeout_ms: 'commandTimeoutMs',
-  normal_channel_sharding: 'normalChannelSharding',
-  fernet_ttl_slack: 'fernetTtlSlack',
-  on_disconnect: 'onDisconnect',
-  on_reconnect: 'onReconnect',
-  master_name: 'masterName',
-  sentinel_kwargs: 'sentinelKwargs',
-};
+/** Django's snake_case spelling → ours, for the layer options and a Sentinel host's keys. */
+const SNAKE_KEYS: Record<string, string> = Object.fromEntries(
+  [...OPTION_NAMES, 'masterName', 'sentinelKwargs'].map((name) => [snakeCase(name), name]),
+);
 
 function camelKeys(obj: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};

@@ -172,6 +172,50 @@ describe('fromConfig', () => {
       );
     }
   });
+
+  it('a value of the wrong type is shown with its type', () => {
+    assert.throws(
+      () => new InMemoryChannelLayer({ capacity: '10' } as never),
+      (err: unknown) =>
+        err instanceof ConfigurationError &&
+        err.message === 'capacity must be a positive integer, got "10" (a string)',
+    );
+  });
+
+  it('an unknown option key is refused, naming the closest valid one in the same spelling', () => {
+    const cases: Array<[() => unknown, string]> = [
+      [
+        () => new InMemoryChannelLayer({ capcity: 10 } as never),
+        'capcity" (did you mean "capacity"',
+      ],
+      [
+        () => new RedisChannelLayer({ hosts: ['redis://127.0.0.1:1'], groupExpiri: 1 } as never),
+        'groupExpiri" (did you mean "groupExpiry"',
+      ],
+      [
+        () =>
+          fromConfig({
+            BACKEND: 'channels_redis.core.RedisChannelLayer',
+            CONFIG: { hosts: ['redis://127.0.0.1:1'], group_expiri: 5 },
+          }),
+        'group_expiri" (did you mean "group_expiry"',
+      ],
+      [
+        () =>
+          channelLayers.configure({
+            default: { BACKEND: 'chanlayer.InMemoryChannelLayer', CONFIG: { expirey: 1 } },
+          }),
+        'expirey" (did you mean "expiry"',
+      ],
+    ];
+    for (const [build, expected] of cases) {
+      assert.throws(
+        build,
+        (err: unknown) => err instanceof ConfigurationError && err.message.includes(expected),
+        expected,
+      );
+    }
+  });
 });
 
 describe("Django's snake_case CONFIG keys take effect", () => {
