@@ -2,14 +2,15 @@
  * The Node half of the Django interop example (README.md, "Talking to Django"): a Node service that
  * sits in the same channel layer as a Django project, on the same Redis.
  *
- *   node --import tsx examples/django-interop/node-service.ts      # start this first
- *   /usr/bin/python3 examples/django-interop/django_side.py         # then the Django side
+ *   node --import tsx examples/django-interop/node-service.ts &    # in either order: the
+ *   /usr/bin/python3 examples/django-interop/django_side.py         # Django side waits for it
  *
  * Environment (both processes): REDIS_URL (default redis://127.0.0.1:6379) and
  * CHANNEL_LAYER_SECRET (default "change-me"; any string, the same on both sides).
  *
- * It joins the group "chat" with a channel of its own. For every `chat.message` it answers
- * the sender's `reply_to` channel with `chat.reply`; a `chat.bye` ends it.
+ * It joins the group "chat" with a channel of its own. It answers a `chat.hello` with
+ * `chat.ready` (how the Django side knows it has joined) and every `chat.message` with
+ * `chat.reply`, both to the sender's `reply_to` channel; a `chat.bye` ends it.
  * In your own project, import from 'chanlayer' instead of '../../lib/index.ts'.
  */
 import { channelLayers, getChannelLayer } from '../../lib/index.ts';
@@ -36,7 +37,9 @@ console.log(`node: READY ${me}`);
 
 for (;;) {
   const message = await layer.receive(me);
-  if (message.type === 'chat.message') {
+  if (message.type === 'chat.hello') {
+    await layer.send(String(message.reply_to), { type: 'chat.ready' });
+  } else if (message.type === 'chat.message') {
     const blob = message.blob as Uint8Array; // Python bytes arrive as Uint8Array
     console.log(
       `node: chat.message ${JSON.stringify(message.text)} (${blob.length} bytes attached) from Django`,
