@@ -37,11 +37,6 @@ export class ChatConsumer extends WebSocketConsumer<ChatEvent> {
     await this.accept();
   }
 
-  override async disconnect(_code: number): Promise<void> {
-    // Leave room group.
-    if (this.groupName) await this.groupDiscard(this.groupName);
-  }
-
   /** A message from the page: `{"message": "…"}`; broadcast it to the room. */
   override async receiveJson(content: unknown): Promise<void> {
     const message = (content as { message?: unknown } | null)?.message;
