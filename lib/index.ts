@@ -17,6 +17,7 @@ export {
   UnreadablePayload,
   NotAChannelQueue,
 } from './errors.ts';
+export type { CounterName, LayerEvents, LayerStats, MasterChange } from './layers/base.ts';
 export { InMemoryChannelLayer, type InMemoryOptions } from './layers/in-memory.ts';
 export { RedisChannelLayer, type RedisLayerOptions } from './layers/redis.ts';
 export { RedisPubSubChannelLayer, type RedisPubSubOptions } from './layers/redis-pubsub.ts';

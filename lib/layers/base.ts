@@ -11,6 +11,7 @@ import {
   type ResolvedOptions,
 } from '../config.ts';
 import { errorMessage, LayerClosed } from '../errors.ts';
+import type { MasterAddress } from '../redis/sentinel-watch.ts';
 import { Codec } from '../serde/codec.ts';
 import { createCrypter } from '../serde/crypter.ts';
 import { getSerializer } from '../serde/registry.ts';
@@ -32,6 +33,27 @@ export const COUNTERS = [
 ] as const;
 export type CounterName = (typeof COUNTERS)[number];
 
+/** What `stats()` returns: every counter, by name. */
+export type LayerStats = { [K in CounterName]: number };
+
+/** The servers before and after a Sentinel failover. */
+export interface MasterChange {
+  from: MasterAddress;
+  to: MasterAddress;
+}
+
+/** The events a layer emits, with their arguments: a misspelt event name does not compile. */
+export interface LayerEvents {
+  /** A shard's connection was lost (argument: the shard's index in `hosts`). */
+  disconnect: [shard: number];
+  /** A shard's connection is back. */
+  reconnect: [shard: number];
+  /** A Sentinel shard came back on a different master. */
+  failover: [shard: number, change: MasterChange];
+  /** A background failure; emitted only while someone listens (else logged). */
+  error: [err: Error];
+}
+
 export interface CodecShape {
   /** Random bytes before each payload (core layer) or 0 (Pub/Sub, in-memory). */
   prefixLength: number;
@@ -39,13 +61,13 @@ export interface CodecShape {
   ttlSeconds?: number | undefined;
 }
 
-export abstract class BaseLayer extends EventEmitter {
+export abstract class BaseLayer extends EventEmitter<LayerEvents> {
   readonly extensions: readonly string[] = Object.freeze(['groups', 'flush']);
   protected readonly options: ResolvedOptions;
   protected readonly codec: Codec;
   protected readonly logger: Logger;
   protected closed = false;
-  private readonly counters: Record<CounterName, number>;
+  private readonly counters: LayerStats;
 
   constructor(input: LayerOptions | undefined, shape: (o: ResolvedOptions) => CodecShape) {
     super();
@@ -66,13 +88,13 @@ export abstract class BaseLayer extends EventEmitter {
       maxMessageBytes: this.options.maxMessageBytes,
     });
     this.logger = input?.logger ?? console;
-    this.counters = Object.fromEntries(COUNTERS.map((n) => [n, 0])) as Record<CounterName, number>;
+    this.counters = Object.fromEntries(COUNTERS.map((n) => [n, 0])) as LayerStats;
     if (input?.onDisconnect) this.on('disconnect', input.onDisconnect);
     if (input?.onReconnect) this.on('reconnect', input.onReconnect);
   }
 
   /** Counters since construction (a copy). */
-  stats(): Record<string, number> {
+  stats(): LayerStats {
     return { ...this.counters };
   }
 
@@ -96,7 +118,8 @@ export abstract class BaseLayer extends EventEmitter {
 
   /** Surfaces a background failure without ever crashing the process. */
   protected reportError(err: unknown, context: string): void {
-    if (this.listenerCount('error') > 0) this.emit('error', err);
+    if (this.listenerCount('error') > 0)
+      this.emit('error', err instanceof Error ? err : new Error(errorMessage(err)));
     else this.logger.warn(`chanlayer: ${context}: ${errorMessage(err)}`);
   }
 }

@@ -42,7 +42,7 @@ import { Subscriptions } from '../redis/subscriber.ts';
 import { copier } from '../serde/clone.ts';
 import { assertMessage } from '../serde/codec.ts';
 import type { ChannelLayer, Message, ReceiveOptions } from '../types.ts';
-import { BaseLayer } from './base.ts';
+import { BaseLayer, type MasterChange } from './base.ts';
 
 export type RedisPubSubOptions = Omit<LayerOptions, 'randomPrefixLength'>;
 
@@ -146,7 +146,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
       shard.on('down', (role: Role) => this.shardDown(i, role));
       shard.on('up', (role: Role) => this.shardUp(i, role));
       // Sentinel shard back on a different master (docs/failover.md).
-      shard.on('failover', (change: unknown) => {
+      shard.on('failover', (change: MasterChange) => {
         if (this.closed) return;
         this.count('failovers');
         this.emit('failover', i, change);

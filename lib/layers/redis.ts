@@ -35,7 +35,7 @@ import { Shard } from '../redis/shard.ts';
 import { copier } from '../serde/clone.ts';
 import { assertMessage, CHANNEL_FIELD } from '../serde/codec.ts';
 import type { ChannelLayer, Message, ReceiveOptions } from '../types.ts';
-import { BaseLayer } from './base.ts';
+import { BaseLayer, type MasterChange } from './base.ts';
 import { groupQueues } from './group-queues.ts';
 
 export type RedisLayerOptions = LayerOptions;
@@ -194,7 +194,7 @@ export class RedisChannelLayer<M extends Message = Message>
         this.emit('reconnect', i);
       });
       // Sentinel shard back on a different master (docs/failover.md).
-      shard.on('failover', (change: unknown) => {
+      shard.on('failover', (change: MasterChange) => {
         if (this.closed) return;
         this.count('failovers');
         this.emit('failover', i, change);
