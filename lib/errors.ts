@@ -62,6 +62,20 @@ export class LayerClosed extends Error {
   }
 }
 
+/**
+ * `receive` on a process-local (`…!`) channel this layer did not create: only the process that
+ * made it can read it (its messages go to that process's queue or subscription).
+ */
+export class WrongClientPrefix extends Error {
+  override name = 'WrongClientPrefix';
+  constructor(
+    readonly channel: string,
+    detail: string,
+  ) {
+    super(`Wrong client prefix: ${channel} was not created by this layer (${detail})`);
+  }
+}
+
 /** Bad options given to a constructor, `fromConfig` or `configure()`. Thrown synchronously. */
 export class ConfigurationError extends Error {
   override name = 'ConfigurationError';

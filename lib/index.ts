@@ -16,6 +16,7 @@ export {
   ConfigurationError,
   UnreadablePayload,
   NotAChannelQueue,
+  WrongClientPrefix,
 } from './errors.ts';
 export type { CounterName, LayerEvents, LayerStats, MasterChange } from './layers/base.ts';
 export { InMemoryChannelLayer, type InMemoryOptions } from './layers/in-memory.ts';

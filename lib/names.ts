@@ -4,7 +4,7 @@
  * including the `!`, and that is what a Redis key and a shard are derived from.
  */
 import { randomUUID } from 'node:crypto';
-import { InvalidChannelName, InvalidGroupName } from './errors.ts';
+import { InvalidChannelName, InvalidGroupName, WrongClientPrefix } from './errors.ts';
 
 export const MAX_NAME_LENGTH = 100;
 const CHANNEL_RE = /^[a-zA-Z\d\-_.]+(![\w\-.]*)?$/;
@@ -55,8 +55,6 @@ export function newProcessChannel(prefix: string, clientPrefix: string): string 
 /** A layer only receives the `…!` channels it created (their non-local name ends `clientPrefix!`). */
 export function assertOwnChannel(channel: string, clientPrefix: string): void {
   if (isProcessLocal(channel) && !nonLocalName(channel).endsWith(`${clientPrefix}!`)) {
-    throw new Error(
-      `Wrong client prefix: ${channel} was not created by this layer (client prefix ${clientPrefix})`,
-    );
+    throw new WrongClientPrefix(channel, `client prefix ${clientPrefix}`);
   }
 }

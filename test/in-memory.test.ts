@@ -12,7 +12,7 @@ import { randomInt } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterEach, describe, it } from 'node:test';
-import { ChannelFull, InvalidChannelName, LayerClosed } from '../lib/errors.ts';
+import { ChannelFull, InvalidChannelName, LayerClosed, WrongClientPrefix } from '../lib/errors.ts';
 import { InMemoryChannelLayer, type InMemoryOptions } from '../lib/layers/in-memory.ts';
 import type { Message } from '../lib/types.ts';
 import { fill } from './harness/fill.ts';
@@ -399,7 +399,8 @@ describe('process-specific channels', () => {
       });
       await assert.rejects(
         p!,
-        (err: unknown) => err instanceof Error && /Wrong client prefix/.test(err.message),
+        (err: unknown) =>
+          err instanceof WrongClientPrefix && /Wrong client prefix/.test(err.message),
       );
     }
     assert.equal(layer.activeChannels, 0);

@@ -31,6 +31,7 @@ import {
   fromConfig,
   type LayerOptions,
   type Message,
+  WrongClientPrefix,
 } from '../lib/index.ts';
 import { crc32Placement } from '../lib/redis/placement.ts';
 import { freePort, startRedis, type RedisGroup } from './harness/redis.ts';
@@ -500,7 +501,7 @@ describe('RedisChannelLayer: errors', () => {
       ],
       [
         () => layer.receive(`specific.${'0'.repeat(32)}!abc`),
-        (e) => !(e instanceof TypeError) && e.message.includes('Wrong client prefix'),
+        (e) => e instanceof WrongClientPrefix && e.message.includes('Wrong client prefix'),
       ],
     ];
     for (const [call, check] of calls) {

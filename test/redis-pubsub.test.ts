@@ -23,6 +23,7 @@ import {
   MessageTooLarge,
   RedisPubSubChannelLayer,
   type Message,
+  WrongClientPrefix,
 } from '../lib/index.ts';
 import type { RedisPubSubOptions } from '../lib/layers/redis-pubsub.ts';
 import { Fernet } from '../lib/serde/fernet.ts';
@@ -260,7 +261,7 @@ describe('RedisPubSubChannelLayer on one host', () => {
     await assert.rejects(layer.send(ch, { type: 'x', f: () => 1 } as Message), /message\.f/);
     await assert.rejects(layer.send(ch, { type: 'x', __asgi_channel__: 'y' }), TypeError);
     // A process-specific name this layer did not make.
-    await assert.rejects(layer.receive('specific.abc!def'), /Wrong client prefix/);
+    await assert.rejects(layer.receive('specific.abc!def'), WrongClientPrefix);
   });
 
   test('fromConfig builds it from a pasted Django config', async () => {

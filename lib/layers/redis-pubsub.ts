@@ -31,7 +31,7 @@
  */
 import type { LayerOptions } from '../config.ts';
 import { Closing } from '../closing.ts';
-import { abortReason, LayerClosed } from '../errors.ts';
+import { abortReason, LayerClosed, WrongClientPrefix } from '../errors.ts';
 import { Mailboxes } from '../mailboxes.ts';
 import { assertChannelName, assertGroupName, isProcessLocal, uuidHex } from '../names.ts';
 import { parseHost } from '../redis/hosts.ts';
@@ -200,9 +200,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
       state = this.channels.get(channel);
       if (!state) {
         if (isProcessLocal(channel)) {
-          throw new Error(
-            `Wrong client prefix: ${channel} was not created by this layer (newChannel)`,
-          );
+          throw new WrongClientPrefix(channel, 'newChannel');
         }
         state = this.openChannel(channel);
       }
