@@ -8,25 +8,30 @@ export class Closing {
   private readonly waits = new Set<(err: Error) => void>();
   private error: Error | undefined;
 
-  /** `pending`, or a rejection with the close error as soon as `close()` runs (or has run). */
-  until<T>(pending: Promise<T>): Promise<T> {
+  /**
+   * `pending`, or a rejection with the close error as soon as `close()` runs (or has run) —
+   * or, with a `limit`, with `limit.error()` after `limit.ms`. No timer outlives the wait.
+   */
+  until<T>(pending: Promise<T>, limit?: { ms: number; error: () => Error }): Promise<T> {
     if (this.error) {
       // Still observed: its late failure must not become an unhandled rejection.
       pending.catch(() => {});
       return Promise.reject(this.error);
     }
     return new Promise<T>((resolve, reject) => {
-      this.waits.add(reject);
-      pending.then(
-        (value) => {
-          this.waits.delete(reject);
-          resolve(value);
-        },
-        (err: unknown) => {
-          this.waits.delete(reject);
-          reject(err);
-        },
-      );
+      let timer: NodeJS.Timeout | undefined;
+      const fail = (err: unknown): void => {
+        clearTimeout(timer);
+        this.waits.delete(fail);
+        reject(err);
+      };
+      this.waits.add(fail);
+      if (limit) timer = setTimeout(() => fail(limit.error()), limit.ms);
+      pending.then((value) => {
+        clearTimeout(timer);
+        this.waits.delete(fail);
+        resolve(value);
+      }, fail);
     });
   }
 

@@ -97,6 +97,32 @@ export class NotAChannelQueue extends Error {
   }
 }
 
+/**
+ * A Redis shard could not be reached in time, or the connection was lost under a command. The
+ * message names the shard and the server's or socket's own reason; `cause` is that error.
+ */
+export class ConnectionError extends Error {
+  override name = 'ConnectionError';
+  constructor(
+    message: string,
+    /** The shard's index in `hosts`. */
+    readonly shard: number,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+/** Redis refused the credentials (`WRONGPASS`, `NOAUTH`): no retry will fix it. */
+export class AuthenticationError extends ConnectionError {
+  override name = 'AuthenticationError';
+}
+
+/** The Redis server is older than chanlayer needs (5.0, for BZPOPMIN). */
+export class RedisTooOld extends Error {
+  override name = 'RedisTooOld';
+}
+
 /** A payload read from Redis could not be decoded (corrupt, foreign key, expired token). */
 export class UnreadablePayload extends Error {
   override name = 'UnreadablePayload';

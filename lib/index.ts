@@ -17,6 +17,9 @@ export {
   UnreadablePayload,
   NotAChannelQueue,
   WrongClientPrefix,
+  ConnectionError,
+  AuthenticationError,
+  RedisTooOld,
 } from './errors.ts';
 export type { CounterName, LayerEvents, LayerStats, MasterChange } from './layers/base.ts';
 export { InMemoryChannelLayer, type InMemoryOptions } from './layers/in-memory.ts';

@@ -65,4 +65,23 @@ describe('Closing', () => {
     assert.equal(await resolved, 7);
     await assert.rejects(rejected, /own failure/);
   });
+
+  it('a limit rejects with its own error in time; close() or settling clears its timer', async () => {
+    const timers = (): number =>
+      process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const before = timers();
+    const closing = new Closing();
+    const never = new Promise<never>(() => {});
+    const limited = closing.until(never, { ms: 20, error: () => new Error('too slow') });
+    await assert.rejects(limited, /too slow/);
+    assert.equal(held(closing), 0);
+
+    const cut = closing.until(never, { ms: 60_000, error: () => new Error('too slow') });
+    const settled = closing.until(Promise.resolve(1), { ms: 60_000, error: () => new Error('x') });
+    assert.equal(await settled, 1);
+    assert.equal(timers(), before + 1, 'only the pending wait holds a timer');
+    closing.close(new Error('closed'));
+    await assert.rejects(cut, /closed/);
+    assert.equal(timers(), before, 'close() cleared it');
+  });
 });

@@ -12,6 +12,7 @@ import {
 } from '../config.ts';
 import { errorMessage, LayerClosed } from '../errors.ts';
 import type { MasterAddress } from '../redis/sentinel-watch.ts';
+import type { Shard } from '../redis/shard.ts';
 import { Codec } from '../serde/codec.ts';
 import { createCrypter } from '../serde/crypter.ts';
 import { getSerializer } from '../serde/registry.ts';
@@ -114,6 +115,32 @@ export abstract class BaseLayer extends EventEmitter<LayerEvents> {
   protected skipUnreadable(where: string, err: unknown): void {
     this.count('unreadable');
     this.logger.warn(`chanlayer: skipped an unreadable payload ${where}: ${errorMessage(err)}`);
+  }
+
+  /**
+   * One report per shard per outage (until `reset`, called when the shard is fully back): a
+   * shard never reached yet reports an 'error' (or a log line, with no listener); the loss of
+   * one that was reachable is already a 'disconnect' event, so its reason only goes to the
+   * logger — `await once(layer, 'reconnect')` is then never rejected by the outage it waits out.
+   */
+  protected reportConnectionTrouble(shard: Shard): { reset(): void } {
+    let reached = false;
+    let reported = false;
+    shard.client.once('ready', () => {
+      reached = true;
+    });
+    shard.on('connectionError', (err: Error) => {
+      if (this.closed || reported) return;
+      reported = true;
+      if (reached) this.logger.warn(`chanlayer: ${err.message}`);
+      else this.reportError(err, 'cannot connect');
+    });
+    return {
+      reset: () => {
+        reached = true;
+        reported = false;
+      },
+    };
   }
 
   /** Surfaces a background failure without ever crashing the process. */

@@ -68,10 +68,8 @@ interface ShardHealth {
   readonly down: Set<Role>;
   /** Bumped on every subscriber drop/return, so a stale resubscription reports nothing. */
   epoch: number;
-  /** A connection error was reported for the current outage (report one per outage). */
-  reported: boolean;
-  /** A connection of the shard has been ready once: later losses are 'disconnect' events. */
-  connected: boolean;
+  /** Connection errors, one report per outage: reset once every connection is back. */
+  trouble: { reset(): void };
 }
 
 /** What a receive on a channel gets when `deleteChannel()` removes the channel under it. */
@@ -127,11 +125,10 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     this.publishFailed = this.shards.map((shard) => (err: unknown): never => {
       throw this.failure(shard.explain(err, 'the PUBLISH'));
     });
-    this.health = this.shards.map(() => ({
+    this.health = this.shards.map((shard) => ({
       down: new Set<Role>(),
       epoch: 0,
-      reported: false,
-      connected: false,
+      trouble: this.reportConnectionTrouble(shard),
     }));
     this.subscriptions = this.shards.map(
       (shard) =>
@@ -150,22 +147,6 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
         if (this.closed) return;
         this.count('failovers');
         this.emit('failover', i, change);
-      });
-      const health = this.health[i]!;
-      for (const client of [shard.client, this.subscriptions[i]!.client]) {
-        client.once('ready', () => {
-          health.connected = true;
-        });
-      }
-      // One report per outage. A shard that was reachable reports its loss as 'disconnect'
-      // (and the error only to the logger), so `await once(layer, 'reconnect')` is not
-      // rejected by the very outage it waits out; a shard never reached reports an 'error'.
-      shard.on('connectionError', (err: Error) => {
-        if (this.closed || health.reported) return;
-        health.reported = true;
-        const context = `Redis shard ${i} (${shard.spec.id})`;
-        if (health.connected) this.logger.warn(`chanlayer: ${context}: ${err.message}`);
-        else this.reportError(err, context);
       });
     });
   }
@@ -247,7 +228,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     assertChannelName(channel);
     const state = this.openChannel(channel);
     try {
-      if (state.ready) await this.closing.until(state.ready);
+      if (state.ready) await this.subscribed(state.ready, channel);
     } catch (err) {
       if (this.channels.get(channel) === state) void this.forgetChannel(channel, state);
       throw this.failure(err);
@@ -288,7 +269,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     }
     this.startGroupSweeper();
     try {
-      await this.closing.until(ready);
+      await this.subscribed(ready, name);
     } catch (err) {
       if (this.groups.get(name)?.get(channel) === expiresAt) void this.leave(name, channel);
       throw this.failure(err);
@@ -383,6 +364,19 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
 
   private subscriptionsOf(name: string): Subscriptions {
     return this.subscriptions[this.placement.index(name)]!;
+  }
+
+  /**
+   * A subscription's confirmation, within `commandTimeoutMs` like every other call (with the
+   * shard unreachable it would never come), cut short by close().
+   */
+  private subscribed(ready: Promise<void>, name: string): Promise<void> {
+    const shard = this.shards[this.placement.index(name)]!;
+    const ms = this.options.commandTimeoutMs;
+    return this.closing.until(ready, {
+      ms,
+      error: () => shard.unreachable(`subscription not confirmed within ${ms} ms`),
+    });
   }
 
   /**
@@ -562,7 +556,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     if (this.closed) return;
     const health = this.health[index]!;
     if (!health.down.delete(role) || health.down.size > 0) return;
-    health.reported = false;
+    health.trouble.reset();
     this.count('reconnects');
     this.safeEmit('reconnect', index);
   }

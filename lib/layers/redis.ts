@@ -183,6 +183,7 @@ export class RedisChannelLayer<M extends Message = Message>
           scriptCommand('group_send'),
         ],
       });
+      const trouble = this.reportConnectionTrouble(shard);
       shard.on('down', (role: string) => {
         if (role !== 'command' || this.closed) return;
         this.count('disconnects');
@@ -190,6 +191,7 @@ export class RedisChannelLayer<M extends Message = Message>
       });
       shard.on('up', (role: string) => {
         if (role !== 'command' || this.closed) return;
+        trouble.reset();
         this.count('reconnects');
         this.emit('reconnect', i);
       });

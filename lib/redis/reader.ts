@@ -27,9 +27,9 @@
  * noticed. No timer or socket survives `stop()`.
  */
 import type { Redis } from 'ioredis';
-import { errorMessage } from '../errors.ts';
+import { ConnectionError, errorMessage, RedisTooOld } from '../errors.ts';
 import { runScript } from './scripts.ts';
-import { RedisTooOld, type Shard } from './shard.ts';
+import type { Shard } from './shard.ts';
 
 export interface ReaderHooks {
   /** Queue keys with waiting receivers, each with how many messages it may give right now. */
@@ -115,7 +115,7 @@ const CONNECTION_TROUBLE =
   /Connection is closed|Command timed out|Stream isn't writeable|not reachable|max retries per request|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN|^LOADING|^READONLY|^MASTERDOWN/;
 
 function isConnectionError(err: unknown): boolean {
-  return CONNECTION_TROUBLE.test(errorMessage(err));
+  return err instanceof ConnectionError || CONNECTION_TROUBLE.test(errorMessage(err));
 }
 
 class ShardLoop {

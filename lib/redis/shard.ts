@@ -17,7 +17,8 @@
  */
 import { EventEmitter } from 'node:events';
 import { Redis, type RedisOptions } from 'ioredis';
-import { errorMessage } from '../errors.ts';
+import { AuthenticationError, ConnectionError, errorMessage, RedisTooOld } from '../errors.ts';
+import { deadline } from '../deadline.ts';
 import type { ShardSpec } from './hosts.ts';
 import { SentinelWatch, type MasterAddress, type MasterSwitch } from './sentinel-watch.ts';
 
@@ -90,15 +91,16 @@ function remoteOf(client: Redis): MasterAddress | undefined {
 const sameAddress = (a: MasterAddress | undefined, b: MasterAddress | undefined): boolean =>
   a !== undefined && b !== undefined && a.host === b.host && a.port === b.port;
 
-export class RedisTooOld extends Error {
-  override name = 'RedisTooOld';
-}
+/** Replies that mean the credentials are wrong: retrying cannot help. */
+const AUTH_FAILURE = /^(WRONGPASS|NOAUTH)|invalid (username-)?password/i;
 
 export class Shard extends EventEmitter {
   readonly client: Redis;
   private readonly extra = new Set<Redis>();
   private checked: Promise<void> | undefined;
   private readyWait: Promise<void> | undefined;
+  /** Rejects `readyWait`: close() of a client that is between reconnects emits no 'end'. */
+  private endReadyWait: (() => void) | undefined;
   private closed = false;
   /** Sentinel shards only. */
   private readonly watch: SentinelWatch | undefined;
@@ -111,6 +113,8 @@ export class Shard extends EventEmitter {
   private preferredSentinel: MasterAddress | undefined;
   /** Where the command connection was last ready. */
   private master: MasterAddress | undefined;
+  /** Why the command connection last failed to connect; cleared when it is ready. */
+  private lastError: Error | undefined;
 
   constructor(
     readonly index: number,
@@ -151,6 +155,7 @@ export class Shard extends EventEmitter {
         client.off('ready', onReady);
         client.off('end', onEnd);
         this.readyWait = undefined;
+        this.endReadyWait = undefined;
       };
       const onReady = (): void => {
         done();
@@ -162,20 +167,11 @@ export class Shard extends EventEmitter {
       };
       client.on('ready', onReady);
       client.on('end', onEnd);
+      this.endReadyWait = onEnd;
     });
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new Error(
-              `Redis ${this.spec.id} (shard ${this.index}) is not reachable: no connection within ${timeoutMs} ms`,
-            ),
-          ),
-        timeoutMs,
-      );
-    });
-    return Promise.race([this.readyWait, timeout]).finally(() => clearTimeout(timer));
+    return deadline(this.readyWait, timeoutMs, () =>
+      this.unreachable(`no connection within ${timeoutMs} ms`),
+    );
   }
 
   /** A new dedicated connection; `commandTimeout` must exceed any block time used on it. */
@@ -186,6 +182,11 @@ export class Shard extends EventEmitter {
       retryStrategy: reconnectDelay,
       maxRetriesPerRequest: null,
       connectionName: `chanlayer:${role}`,
+      // disconnect() ends the socket and destroys it only after this long; a socket that already
+      // failed never reports its close again, so the full wait (2 s by default) held the
+      // process after close() during an outage. On loopback or a LAN the server's FIN comes
+      // in well under this.
+      disconnectTimeout: 100,
       ...(this.watch ? { reconnectOnError: reconnectOnReadonly } : {}),
       ...this.spec.options,
       ...extra,
@@ -201,7 +202,10 @@ export class Shard extends EventEmitter {
     let down = false;
     client.on('ready', () => {
       ready = true;
-      if (role === 'command') this.noteMaster(client);
+      if (role === 'command') {
+        this.lastError = undefined;
+        this.noteMaster(client);
+      }
       if (down) {
         down = false;
         this.emit('up', role, client);
@@ -213,9 +217,11 @@ export class Shard extends EventEmitter {
         this.emit('down', role, client);
       }
     });
-    // ioredis prints unhandled 'error' events; connection trouble is reported via 'down'.
+    // ioredis prints unhandled 'error' events. Each one is passed on; the layer reports one
+    // per outage (BaseLayer.reportConnectionTrouble).
     client.on('error', (err: Error) => {
-      if (!down) this.emit('connectionError', err, role);
+      if (role === 'command') this.lastError = err;
+      this.emit('connectionError', this.unreachable(undefined, err), role);
     });
     return client;
   }
@@ -226,31 +232,49 @@ export class Shard extends EventEmitter {
    * errors (Redis replies) pass through.
    */
   explain(err: unknown, command = 'the command'): unknown {
+    if (err instanceof ConnectionError) return err;
     const message = errorMessage(err);
-    const where = `Redis ${this.spec.id} (shard ${this.index})`;
+    const lost = (what: string): ConnectionError =>
+      new ConnectionError(`${this.where} ${what}`, this.index, { cause: err });
     if (message === 'Command timed out') {
-      return new Error(`${where} did not answer within ${this.opts.commandTimeoutMs} ms`, {
-        cause: err,
-      });
+      return lost(`did not answer within ${this.opts.commandTimeoutMs} ms`);
     }
     if (message.includes('max retries per request') || message.startsWith('Connection is closed')) {
-      return new Error(
-        `${where}: connection lost while ${command} was in flight (it may or may not have run)`,
-        { cause: err },
+      return lost(
+        `lost its connection while ${command} was in flight (it may or may not have run)`,
       );
     }
     if (message.includes("Stream isn't writeable")) {
-      return new Error(`${where} is not connected`, { cause: err });
+      return this.unreachable('not connected');
     }
     if (message.startsWith('READONLY')) {
       // A replica refuses the first write, so nothing was written; the connection is being
       // dropped to find the master again (reconnectOnError).
-      return new Error(
-        `${where} is a replica now (READONLY: a failover is under way); nothing was written`,
-        { cause: err },
-      );
+      return lost('is a replica now (READONLY: a failover is under way); nothing was written');
     }
     return err;
+  }
+
+  private get where(): string {
+    return `Redis ${this.spec.id} (shard ${this.index})`;
+  }
+
+  /**
+   * The shard cannot be used: `AuthenticationError` when the server refused the credentials,
+   * else `ConnectionError`, with the server's or socket's reason (`err`, or the last connection
+   * failure) in the message and as `cause`.
+   */
+  unreachable(detail: string | undefined, err = this.lastError): ConnectionError {
+    const reason = err ? errorMessage(err) : undefined;
+    const text = [detail, reason].filter(Boolean).join(': ');
+    if (reason !== undefined && AUTH_FAILURE.test(reason)) {
+      return new AuthenticationError(`${this.where} refused the credentials: ${text}`, this.index, {
+        cause: err,
+      });
+    }
+    return new ConnectionError(`${this.where} is not reachable: ${text}`, this.index, {
+      cause: err,
+    });
   }
 
   /** Resolves once the server is known to be ≥ 5.0; retried after connection failures. */
@@ -300,6 +324,7 @@ export class Shard extends EventEmitter {
     for (const client of this.extra) hangUp(client);
     this.extra.clear();
     hangUp(this.client);
+    this.endReadyWait?.();
     this.clients.clear();
     this.removeAllListeners();
   }
