@@ -9,15 +9,17 @@ export {
 } from './consumer.ts';
 export {
   WebSocketConsumer,
-  attachConsumers,
-  type AttachOptions,
   type BackpressureOptions,
-  type ConsumerRouter,
   type ReceivedFrame,
-  type Routes,
-  type RouterStats,
   type SendData,
-  type WebSocketConsumerClass,
   type WebSocketConsumerOptions,
   type WebSocketScope,
 } from './websocket.ts';
+export {
+  attachConsumers,
+  type AttachOptions,
+  type ConsumerRouter,
+  type Routes,
+  type RouterStats,
+  type WebSocketConsumerClass,
+} from './router.ts';
