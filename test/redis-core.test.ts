@@ -869,6 +869,21 @@ describe('RedisChannelLayer: semantics', () => {
     assert.equal(plain.stats().unreadable, 1);
   });
 
+  it('a message without __asgi_channel__ in a process queue is counted unreadable and logged, not buffered under the bare name', async () => {
+    const prefix = freshPrefix();
+    const warnings: string[] = [];
+    const layer = makeLayer({ hosts: one.urls, prefix, logger: { warn: (m) => warnings.push(m) } });
+    const ch = await layer.newChannel();
+    const bare = ch.slice(0, ch.indexOf('!') + 1);
+    await raw(one.urls[0]!).zadd(prefix + bare, Date.now() / 1000, framed({ type: 'stray' }));
+    await layer.send(ch, { type: 'good' });
+    assert.deepEqual(await layer.receive(ch), { type: 'good' });
+    assert.equal(layer.stats().unreadable, 1);
+    assert.equal(warnings.length, 1);
+    assert.ok(warnings[0]!.includes(prefix + bare) && warnings[0]!.includes('__asgi_channel__'));
+    assert.equal(await receiveOrNothing(layer, bare, 200), undefined);
+  });
+
   it('deleteChannel leaves every group this layer added it to and drops its buffer', async () => {
     const prefix = freshPrefix();
     const layer = makeLayer({ hosts: three.urls, prefix });

@@ -577,6 +577,14 @@ export class RedisChannelLayer<M extends Message = Message>
     }
     const field = message[CHANNEL_FIELD];
     delete message[CHANNEL_FIELD];
+    if (field === undefined && key.endsWith('!')) {
+      // A process queue is shared by all its channels: without the field, nobody's message.
+      this.skipUnreadable(
+        `in ${key} on shard ${shard}`,
+        new UnreadablePayload(`no ${CHANNEL_FIELD} in a message of a process queue`),
+      );
+      return;
+    }
     let targets: string[];
     if (field === undefined) targets = [key.slice(this.options.prefix.length)];
     else if (typeof field === 'string') targets = [field];
