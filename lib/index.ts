@@ -16,6 +16,7 @@ export {
   ConfigurationError,
   UnreadablePayload,
   NotAChannelQueue,
+  NotAGroup,
 } from './errors.ts';
 export { InMemoryChannelLayer, type InMemoryOptions } from './layers/in-memory.ts';
 export { RedisChannelLayer, type RedisLayerOptions } from './layers/redis.ts';

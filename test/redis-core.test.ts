@@ -27,6 +27,7 @@ import {
   LayerClosed,
   MessageTooLarge,
   NotAChannelQueue,
+  NotAGroup,
   RedisChannelLayer,
   fromConfig,
   type LayerOptions,
@@ -445,6 +446,28 @@ describe('RedisChannelLayer: errors', () => {
     assert.ok(errors[0] instanceof NotAChannelQueue);
     assert.equal(layer.stats().groupDeliveries, 2);
     assert.equal(layer.stats().groupDropped, 0);
+  });
+
+  it('a group key holding something else: groupAdd, groupDiscard and groupSend reject with NotAGroup, nothing written', async () => {
+    const prefix = freshPrefix();
+    const layer = makeLayer({ hosts: three.urls, prefix });
+    const ch = await layer.newChannel();
+    const key = `${prefix}:group:taken`;
+    const client = raw(three.urls[layer.shardOf('taken', { group: true })]!);
+    await client.set(key, 'x');
+    for (const [call, what] of [
+      [() => layer.groupAdd('taken', ch), 'groupAdd'],
+      [() => layer.groupSend('taken', { type: 'm' }), 'groupSend'],
+      [() => layer.groupDiscard('taken', ch), 'groupDiscard'],
+    ] as const) {
+      const err = await rejection(call());
+      assert.ok(err instanceof NotAGroup, `${what}: ${String(err)}`);
+      assert.equal(err.group, 'taken');
+      assert.equal(err.key, key);
+      assert.match(err.message, /taken.*not a group/);
+    }
+    assert.equal(await client.get(key), 'x');
+    assert.equal(layer.stats().groupDeliveries, 0);
   });
 
   it("sends of one tick never make an argument over the server's proto-max-bulk-len", async () => {
@@ -867,6 +890,21 @@ describe('RedisChannelLayer: semantics', () => {
       'TimeoutError',
     );
     assert.equal(plain.stats().unreadable, 1);
+  });
+
+  it('a message without __asgi_channel__ in a process queue is counted unreadable and logged, not buffered under the bare name', async () => {
+    const prefix = freshPrefix();
+    const warnings: string[] = [];
+    const layer = makeLayer({ hosts: one.urls, prefix, logger: { warn: (m) => warnings.push(m) } });
+    const ch = await layer.newChannel();
+    const bare = ch.slice(0, ch.indexOf('!') + 1);
+    await raw(one.urls[0]!).zadd(prefix + bare, Date.now() / 1000, framed({ type: 'stray' }));
+    await layer.send(ch, { type: 'good' });
+    assert.deepEqual(await layer.receive(ch), { type: 'good' });
+    assert.equal(layer.stats().unreadable, 1);
+    assert.equal(warnings.length, 1);
+    assert.ok(warnings[0]!.includes(prefix + bare) && warnings[0]!.includes('__asgi_channel__'));
+    assert.equal(await receiveOrNothing(layer, bare, 200), undefined);
   });
 
   it('a message without __asgi_channel__ in a process queue is counted unreadable and logged, not buffered under the bare name', async () => {

@@ -14,7 +14,14 @@
  */
 import { Command, type Redis } from 'ioredis';
 import type { HostEntry, LayerOptions } from '../config.ts';
-import { ChannelFull, LayerClosed, NotAChannelQueue, UnreadablePayload } from '../errors.ts';
+import {
+  ChannelFull,
+  errorMessage,
+  LayerClosed,
+  NotAChannelQueue,
+  NotAGroup,
+  UnreadablePayload,
+} from '../errors.ts';
 import { Mailboxes } from '../mailboxes.ts';
 import {
   assertChannelName,
@@ -288,11 +295,11 @@ export class RedisChannelLayer<M extends Message = Message>
     this.assertOpen();
     assertGroupName(group);
     assertChannelName(channel);
-    await this.onShard(this.placement.index(group), (client) =>
+    await this.onGroupShard(group, (client, key) =>
       runScript(
         client,
         'group_add',
-        [this.groupKey(group)],
+        [key],
         [nextScore(), channel, Math.ceil(this.options.groupExpiryMs)],
       ),
     );
@@ -308,9 +315,7 @@ export class RedisChannelLayer<M extends Message = Message>
     this.assertOpen();
     assertGroupName(group);
     assertChannelName(channel);
-    await this.onShard(this.placement.index(group), (client) =>
-      client.zrem(this.groupKey(group), channel),
-    );
+    await this.onGroupShard(group, (client, key) => client.zrem(key, channel));
     const groups = this.memberships.get(channel);
     if (groups?.delete(group) && groups.size === 0) this.memberships.delete(channel);
   }
@@ -322,9 +327,8 @@ export class RedisChannelLayer<M extends Message = Message>
     // Refuses a bad or oversized message before touching Redis.
     const encodeFor = this.codec.groupEncoder(message);
     this.count('groupSends');
-    const key = this.groupKey(group);
     const expired = nextScore() - this.options.groupExpiryMs / 1000;
-    const members = await this.onShard(this.placement.index(group), (client) =>
+    const members = await this.onGroupShard(group, (client, key) =>
       readMembers(client, key, expired),
     );
     if (members.length === 0) return;
@@ -430,9 +434,7 @@ export class RedisChannelLayer<M extends Message = Message>
     await Promise.all([
       giveBack,
       ...groups.map((group) =>
-        this.onShard(this.placement.index(group), (client) =>
-          client.zrem(this.groupKey(group), channel),
-        ),
+        this.onGroupShard(group, (client, key) => client.zrem(key, channel)),
       ),
     ]);
   }
@@ -452,6 +454,23 @@ export class RedisChannelLayer<M extends Message = Message>
 
   private groupKey(group: string): string {
     return `${this.options.prefix}:group:${group}`;
+  }
+
+  /**
+   * Runs `work` on the group's key, on its shard. A key holding something other than a sorted
+   * set refuses the first command with WRONGTYPE (nothing is written: each operation's first
+   * command reads or writes the key): that is reported as NotAGroup, not as Redis's raw reply.
+   */
+  private onGroupShard<T>(
+    group: string,
+    work: (client: Redis, key: string) => Promise<T>,
+  ): Promise<T> {
+    const key = this.groupKey(group);
+    return this.onShard(this.placement.index(group), (client) =>
+      work(client, key).catch((err: unknown) => {
+        throw /WRONGTYPE/.test(errorMessage(err)) ? new NotAGroup(group, key) : err;
+      }),
+    );
   }
 
   /**
