@@ -24,6 +24,7 @@ export const COUNTERS = [
   'capacityRejected',
   'groupDropped',
   'localDropped',
+  'deletedDropped',
   'expired',
   'unreadable',
   'disconnects',
