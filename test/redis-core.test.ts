@@ -943,6 +943,17 @@ describe('RedisChannelLayer: semantics', () => {
     assert.deepEqual(await layer.receive(live[0]!), { type: 'm', seq: 6 });
     assert.equal(layer.stats().deletedDropped, 102);
     assert.equal(layer.stats().received, 52);
+    // A receive on a deleted name makes it live again: what comes after is kept for it too.
+    const back = layer.receive(gone[1]!);
+    await layer.send(gone[1]!, { type: 'again', seq: 7 });
+    assert.deepEqual(await back, { type: 'again', seq: 7 });
+    // Popped while nobody waits on it (a sibling's receive), so buffered for it, not dropped.
+    const marker = layer.receive(live[0]!);
+    await layer.send(gone[1]!, { type: 'again', seq: 8 });
+    await layer.send(live[0]!, { type: 'm', seq: 9 });
+    assert.deepEqual(await marker, { type: 'm', seq: 9 });
+    assert.equal(layer.stats().deletedDropped, 102);
+    assert.deepEqual(await layer.receive(gone[1]!), { type: 'again', seq: 8 });
   });
 
   it('deleteChannel leaves every group this layer added it to and drops its buffer', async () => {
