@@ -956,6 +956,33 @@ describe('RedisChannelLayer: semantics', () => {
     assert.deepEqual(await layer.receive(gone[1]!), { type: 'again', seq: 8 });
   });
 
+  it("deleteChannel removes only messages whose channels are all deleted: a live channel's, or a group message with a live member, stay", async () => {
+    const prefix = freshPrefix();
+    const layer = makeLayer({ hosts: three.urls, prefix, symmetricEncryptionKeys: ['k'] });
+    const [a, b, c] = [
+      await layer.newChannel(),
+      await layer.newChannel(),
+      await layer.newChannel(),
+    ];
+    const key = prefix + a.slice(0, a.indexOf('!') + 1);
+    const client = raw(three.urls[layer.shardOf(a)]!);
+    await layer.groupAdd('pair', a);
+    await layer.groupAdd('pair', b);
+    await layer.send(a, { type: 'm', seq: 0 });
+    await layer.send(b, { type: 'm', seq: 1 });
+    await layer.groupSend('pair', { type: 'g', seq: 2 }); // one member, for a and b
+    await layer.send(c, { type: 'm', seq: 3 });
+    assert.equal(await client.zcard(key), 4);
+    await layer.deleteChannel(b);
+    assert.equal(await client.zcard(key), 3);
+    assert.equal(layer.stats().deletedDropped, 1);
+    // The second pass knows the members from the first: a's two go now, the group one for both.
+    await layer.deleteChannel(a);
+    assert.equal(await client.zcard(key), 1);
+    assert.equal(layer.stats().deletedDropped, 4);
+    assert.deepEqual(await layer.receive(c), { type: 'm', seq: 3 });
+  });
+
   it('deleteChannel leaves every group this layer added it to and drops its buffer', async () => {
     const prefix = freshPrefix();
     const layer = makeLayer({ hosts: three.urls, prefix });

@@ -34,7 +34,7 @@ import {
 } from '../names.ts';
 import { parseHost } from '../redis/hosts.ts';
 import { crc32Placement, ringPlacement, type Placement } from '../redis/placement.ts';
-import { DeletedChannels, purge } from '../redis/deleted-channels.ts';
+import { DeletedChannels, QueuePurge } from '../redis/deleted-channels.ts';
 import { writeDirect } from '../redis/direct.ts';
 import { Reader } from '../redis/reader.ts';
 import { SendBatcher } from '../redis/sends.ts';
@@ -183,6 +183,8 @@ export class RedisChannelLayer<M extends Message = Message>
   private readonly deleted: DeletedChannels;
   /** Process queue key → the purge of its deleted channels' messages this tick. */
   private readonly purging = new Map<string, Promise<void>>();
+  /** `shard key` → what a purge there remembers (see QueuePurge). */
+  private readonly purges = new Map<string, QueuePurge>();
 
   constructor(options: RedisLayerOptions = {}) {
     super(options, (o) => ({
@@ -675,21 +677,13 @@ export class RedisChannelLayer<M extends Message = Message>
     return this.deleted.has(channel) && this.mailboxes.waiting(channel) === 0;
   }
 
-  /** How many channels a member of process queue `name` is for when all are deleted, else 0. */
-  private deletedTargets(name: string, member: Buffer): number {
-    let targets: string[] | undefined | null;
+  /** The channels of process queue `name` a queued member is for ([] when undecodable). */
+  private queuedFor(name: string, member: Buffer): string[] {
     try {
-      targets = takeTargets(this.codec.decode(member));
+      return (takeTargets(this.codec.decode(member)) ?? []).filter((c) => sharesQueue(c, name));
     } catch {
-      return 0; // the reader skips and counts it when it pops it
+      return []; // the reader skips and counts it when it pops it
     }
-    let dead = 0;
-    for (const channel of targets ?? []) {
-      if (!sharesQueue(channel, name)) continue;
-      if (!this.isDeleted(channel)) return 0;
-      dead++;
-    }
-    return dead;
   }
 
   /**
@@ -699,19 +693,33 @@ export class RedisChannelLayer<M extends Message = Message>
   private purgeDeleted(key: string): Promise<void> {
     let pass = this.purging.get(key);
     if (pass !== undefined) return pass;
-    const name = key.slice(this.options.prefix.length);
     pass = new Promise<void>((resolve) => process.nextTick(resolve)).then(async () => {
       this.purging.delete(key); // a delete from now on gets a pass of its own
       await Promise.all(
         this.shards.map((shard) =>
           this.onShard(shard.index, (client) =>
-            purge(client, key, (member) => this.deletedTargets(name, member)),
+            this.purgeOf(shard.index, key).run(client, key),
           ).then((dropped) => this.count('deletedDropped', dropped)),
         ),
       );
     });
     this.purging.set(key, pass);
     return pass;
+  }
+
+  /** The purge of process queue `key` on shard `index` (what it remembers lives on). */
+  private purgeOf(index: number, key: string): QueuePurge {
+    const id = `${index} ${key}`;
+    let purge = this.purges.get(id);
+    if (purge === undefined) {
+      const name = key.slice(this.options.prefix.length);
+      purge = new QueuePurge(
+        (member) => this.queuedFor(name, member),
+        (channel) => this.isDeleted(channel),
+      );
+      this.purges.set(id, purge);
+    }
+    return purge;
   }
 
   /** Keeps a popped normal-channel member for the next receive; given back if unclaimed. */

@@ -5,7 +5,7 @@
  * channels_redis). Messages still queued for a deleted channel would hold places in it until
  * `expiry`, and the reader pops nothing from a key nobody in the process waits on: the live
  * channels' sends were refused meanwhile (a soak saw every send of the process refused for
- * ~60 s). So `deleteChannel` removes them from Redis (`purge`), and one popped later (sent
+ * ~60 s). So `deleteChannel` removes them from Redis (`QueuePurge`), and one popped later (sent
  * around or after the delete) is dropped by the layer (`DeletedChannels.has`), both counted.
  */
 import type { Redis } from 'ioredis';
@@ -64,22 +64,42 @@ export class DeletedChannels {
   }
 }
 
+/** Largest member whose channels a purge remembers between passes (keyed by its bytes). */
+const REMEMBER_BYTES = 1024;
+
 /**
- * Removes the members of `key` that `dead` says are for deleted channels only, and returns
- * how many deliveries that dropped (the sum of `dead` over the members removed). One ZREM per
- * member, so a member the reader popped meanwhile is not counted here (the layer counts it when
- * it routes it). O(members of the key), bounded by its capacity.
+ * Removes from one process queue (one key on one shard) the members whose channels are all
+ * deleted. A pass reads the whole queue (`ZRANGE`) and removes each doomed member with its own
+ * `ZREM`, so one the reader popped meanwhile is not counted here (the layer counts it when it
+ * routes it). What each member is for is remembered from the last pass: a queue holding messages
+ * for a live channel that is not reading is not decoded again at every delete (99 queued
+ * messages took 1.2 ms per delete to decode, 4.1 ms with Fernet).
  */
-export async function purge(
-  client: Redis,
-  key: string,
-  dead: (member: Buffer) => number,
-): Promise<number> {
-  const doomed: Array<[Buffer, number]> = [];
-  for (const member of await client.zrangeBuffer(key, 0, -1)) {
-    const channels = dead(member);
-    if (channels > 0) doomed.push([member, channels]);
+export class QueuePurge {
+  /** Member bytes (latin1) → the queue's channels it is for, as of the last pass. */
+  private known = new Map<string, readonly string[]>();
+
+  constructor(
+    /** The channels of this queue a member is for ([] when it cannot be decoded). */
+    private readonly channelsOf: (member: Buffer) => readonly string[],
+    private readonly isDeleted: (channel: string) => boolean,
+  ) {}
+
+  /** One pass; returns how many deliveries it dropped (a member's deleted channels each). */
+  async run(client: Redis, key: string): Promise<number> {
+    const known = new Map<string, readonly string[]>();
+    const doomed: Array<[Buffer, number]> = [];
+    for (const member of await client.zrangeBuffer(key, 0, -1)) {
+      const id = member.length <= REMEMBER_BYTES ? member.toString('latin1') : undefined;
+      const channels =
+        (id === undefined ? undefined : this.known.get(id)) ?? this.channelsOf(member);
+      if (id !== undefined) known.set(id, channels);
+      if (channels.length > 0 && channels.every(this.isDeleted)) {
+        doomed.push([member, channels.length]);
+      }
+    }
+    this.known = known;
+    const removed = await Promise.all(doomed.map(([member]) => client.zrem(key, member)));
+    return doomed.reduce((sum, [, channels], i) => sum + (removed[i] === 1 ? channels : 0), 0);
   }
-  const removed = await Promise.all(doomed.map(([member]) => client.zrem(key, member)));
-  return doomed.reduce((sum, [, channels], i) => sum + (removed[i] === 1 ? channels : 0), 0);
 }
