@@ -16,8 +16,8 @@ const DELETED_LIMIT = 10_000;
 /**
  * Process-local channels deleted within the last `windowMs` (the layer's expiry: whatever was
  * sent before a delete has expired by the time it is forgotten here), at most `limit` of them:
- * a process deleting thousands of channels a second would otherwise keep every name for a
- * minute (~30 MB per 100,000). A message for a name forgotten early is buffered like one for any
+ * a process deleting thousands of channels a second would otherwise keep hundreds of thousands
+ * of names for a minute. A message for a name forgotten early is buffered like one for any
  * idle channel, bounded by capacity and expiring, as before.
  *
  * Forgetting goes oldest first, from a queue beside the lookup map: iterating a Map from its
