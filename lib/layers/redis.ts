@@ -628,7 +628,7 @@ export class RedisChannelLayer<M extends Message = Message>
     }
     const named = takeTargets(message);
     const name = key.slice(this.options.prefix.length);
-    // A process queue is shared by all its channels: without the field, nobody's message.
+    // Without the field, a process queue's message (the queue all its channels share) is nobody's.
     if (named === null || (named === undefined && key.endsWith('!'))) {
       this.skipUnreadable(
         `in ${key} on shard ${shard}`,
