@@ -123,6 +123,22 @@ export class RedisTooOld extends Error {
   override name = 'RedisTooOld';
 }
 
+/**
+ * A group's key holds something other than a sorted set of channel names (written there by
+ * something else): the group operation read and wrote nothing.
+ */
+export class NotAGroup extends Error {
+  override name = 'NotAGroup';
+  constructor(
+    readonly group: string,
+    readonly key: string,
+  ) {
+    super(
+      `Group ${group}: ${key} holds a Redis value that is not a group (a sorted set of channel names); nothing was read or written`,
+    );
+  }
+}
+
 /** A payload read from Redis could not be decoded (corrupt, foreign key, expired token). */
 export class UnreadablePayload extends Error {
   override name = 'UnreadablePayload';

@@ -20,6 +20,7 @@ export {
   ConnectionError,
   AuthenticationError,
   RedisTooOld,
+  NotAGroup,
 } from './errors.ts';
 export type { CounterName, LayerEvents, LayerStats, MasterChange } from './layers/base.ts';
 export { InMemoryChannelLayer, type InMemoryOptions } from './layers/in-memory.ts';

@@ -276,15 +276,17 @@ export class Mailboxes<T> {
     return n;
   }
 
-  /** Drops the channel's buffer; its waiters, if any, keep waiting. */
-  drop(channel: string): void {
+  /** Drops the channel's buffer; its waiters, if any, keep waiting. Returns how many it held. */
+  drop(channel: string): number {
     const box = this.boxes.get(channel);
-    if (!(box instanceof Mailbox)) return;
+    if (!(box instanceof Mailbox)) return 0;
+    const dropped = box.size;
     if (box.first === undefined) this.vacate(channel);
     else {
       box.items = NO_ITEMS;
       box.head = 0;
     }
+    return dropped;
   }
 
   /** Rejects every receive waiting on `channel` with `err`; its buffer stays. */

@@ -875,6 +875,7 @@ describe('deleteChannel', () => {
     await layer.groupAdd('g1', 'stays');
     await layer.send(c, { type: 'dropped' });
     await layer.deleteChannel(c);
+    assert.equal(layer.stats().deletedDropped, 1);
     await layer.groupSend('g1', { type: 'g1' });
     await layer.groupSend('g2', { type: 'g2' });
     await layer.send(c, { type: 'marker' }); // capacity 1: the buffer really is empty

@@ -27,6 +27,7 @@ import {
   LayerClosed,
   MessageTooLarge,
   NotAChannelQueue,
+  NotAGroup,
   RedisChannelLayer,
   fromConfig,
   type LayerOptions,
@@ -446,6 +447,28 @@ describe('RedisChannelLayer: errors', () => {
     assert.ok(errors[0] instanceof NotAChannelQueue);
     assert.equal(layer.stats().groupDeliveries, 2);
     assert.equal(layer.stats().groupDropped, 0);
+  });
+
+  it('a group key holding something else: groupAdd, groupDiscard and groupSend reject with NotAGroup, nothing written', async () => {
+    const prefix = freshPrefix();
+    const layer = makeLayer({ hosts: three.urls, prefix });
+    const ch = await layer.newChannel();
+    const key = `${prefix}:group:taken`;
+    const client = raw(three.urls[layer.shardOf('taken', { group: true })]!);
+    await client.set(key, 'x');
+    for (const [call, what] of [
+      [() => layer.groupAdd('taken', ch), 'groupAdd'],
+      [() => layer.groupSend('taken', { type: 'm' }), 'groupSend'],
+      [() => layer.groupDiscard('taken', ch), 'groupDiscard'],
+    ] as const) {
+      const err = await rejection(call());
+      assert.ok(err instanceof NotAGroup, `${what}: ${String(err)}`);
+      assert.equal(err.group, 'taken');
+      assert.equal(err.key, key);
+      assert.match(err.message, /taken.*not a group/);
+    }
+    assert.equal(await client.get(key), 'x');
+    assert.equal(layer.stats().groupDeliveries, 0);
   });
 
   it("sends of one tick never make an argument over the server's proto-max-bulk-len", async () => {
@@ -870,6 +893,97 @@ describe('RedisChannelLayer: semantics', () => {
     assert.equal(plain.stats().unreadable, 1);
   });
 
+  it('a message without __asgi_channel__ in a process queue is counted unreadable and logged, not buffered under the bare name', async () => {
+    const prefix = freshPrefix();
+    const warnings: string[] = [];
+    const layer = makeLayer({ hosts: one.urls, prefix, logger: { warn: (m) => warnings.push(m) } });
+    const ch = await layer.newChannel();
+    const bare = ch.slice(0, ch.indexOf('!') + 1);
+    await raw(one.urls[0]!).zadd(prefix + bare, Date.now() / 1000, framed({ type: 'stray' }));
+    await layer.send(ch, { type: 'good' });
+    assert.deepEqual(await layer.receive(ch), { type: 'good' });
+    assert.equal(layer.stats().unreadable, 1);
+    assert.equal(warnings.length, 1);
+    assert.ok(warnings[0]!.includes(prefix + bare) && warnings[0]!.includes('__asgi_channel__'));
+    assert.equal(await receiveOrNothing(layer, bare, 200), undefined);
+  });
+
+  it("a deleted channel's messages stop holding its process queue's capacity: removed at delete, dropped when popped, counted", async () => {
+    const prefix = freshPrefix();
+    const layer = makeLayer({ hosts: three.urls, prefix, capacity: 100 });
+    const newChannels = () => Promise.all(Array.from({ length: 50 }, () => layer.newChannel()));
+    const first = await layer.newChannel();
+    const key = prefix + first.slice(0, first.indexOf('!') + 1); // every channel's queue
+    const client = raw(three.urls[layer.shardOf(first)]!);
+    // 50 channels get 2 messages each that nobody receives (their consumers went away first):
+    // the process queue is at capacity, and nobody in the process waits on it.
+    const gone = await newChannels();
+    for (const ch of gone) for (const seq of [0, 1]) await layer.send(ch, { type: 'm', seq });
+    assert.equal(await client.zcard(key), 100);
+    assert.ok((await rejection(layer.send(first, { type: 'm', seq: 0 }))) instanceof ChannelFull);
+    await Promise.all(gone.map((ch) => layer.deleteChannel(ch)));
+    assert.equal(await client.zcard(key), 0);
+    assert.equal(layer.stats().deletedDropped, 100);
+    // The next 50 channels of the process: every send is accepted and received.
+    const live = await newChannels();
+    for (const ch of live) await layer.send(ch, { type: 'm', seq: 2 });
+    for (const ch of live) assert.deepEqual(await layer.receive(ch), { type: 'm', seq: 2 });
+    assert.equal(layer.stats().capacityRejected, 1);
+    // A message already popped into a deleted channel's local buffer (a sibling received the
+    // message sent after it) is counted when the delete drops it.
+    const idle = await layer.newChannel();
+    const served = layer.receive(live[0]!);
+    await layer.send(idle, { type: 'm', seq: 3 });
+    await layer.send(live[0]!, { type: 'm', seq: 4 });
+    assert.deepEqual(await served, { type: 'm', seq: 4 });
+    await layer.deleteChannel(idle);
+    assert.equal(layer.stats().deletedDropped, 101);
+    // A message reaching a deleted channel's queue after its delete is dropped when popped.
+    await layer.send(gone[0]!, { type: 'late', seq: 5 });
+    await layer.send(live[0]!, { type: 'm', seq: 6 });
+    assert.deepEqual(await layer.receive(live[0]!), { type: 'm', seq: 6 });
+    assert.equal(layer.stats().deletedDropped, 102);
+    assert.equal(layer.stats().received, 52);
+    // A receive on a deleted name makes it live again: what comes after is kept for it too.
+    const back = layer.receive(gone[1]!);
+    await layer.send(gone[1]!, { type: 'again', seq: 7 });
+    assert.deepEqual(await back, { type: 'again', seq: 7 });
+    // Popped while nobody waits on it (a sibling's receive), so buffered for it, not dropped.
+    const marker = layer.receive(live[0]!);
+    await layer.send(gone[1]!, { type: 'again', seq: 8 });
+    await layer.send(live[0]!, { type: 'm', seq: 9 });
+    assert.deepEqual(await marker, { type: 'm', seq: 9 });
+    assert.equal(layer.stats().deletedDropped, 102);
+    assert.deepEqual(await layer.receive(gone[1]!), { type: 'again', seq: 8 });
+  });
+
+  it("deleteChannel removes only messages whose channels are all deleted: a live channel's, or a group message with a live member, stay", async () => {
+    const prefix = freshPrefix();
+    const layer = makeLayer({ hosts: three.urls, prefix, symmetricEncryptionKeys: ['k'] });
+    const [a, b, c] = [
+      await layer.newChannel(),
+      await layer.newChannel(),
+      await layer.newChannel(),
+    ];
+    const key = prefix + a.slice(0, a.indexOf('!') + 1);
+    const client = raw(three.urls[layer.shardOf(a)]!);
+    await layer.groupAdd('pair', a);
+    await layer.groupAdd('pair', b);
+    await layer.send(a, { type: 'm', seq: 0 });
+    await layer.send(b, { type: 'm', seq: 1 });
+    await layer.groupSend('pair', { type: 'g', seq: 2 }); // one member, for a and b
+    await layer.send(c, { type: 'm', seq: 3 });
+    assert.equal(await client.zcard(key), 4);
+    await layer.deleteChannel(b);
+    assert.equal(await client.zcard(key), 3);
+    assert.equal(layer.stats().deletedDropped, 1);
+    // The second pass knows the members from the first: a's two go now, the group one for both.
+    await layer.deleteChannel(a);
+    assert.equal(await client.zcard(key), 1);
+    assert.equal(layer.stats().deletedDropped, 4);
+    assert.deepEqual(await layer.receive(c), { type: 'm', seq: 3 });
+  });
+
   it('deleteChannel leaves every group this layer added it to and drops its buffer', async () => {
     const prefix = freshPrefix();
     const layer = makeLayer({ hosts: three.urls, prefix });
@@ -1049,6 +1163,7 @@ describe('RedisChannelLayer: semantics', () => {
     const layer = makeLayer({ hosts: one.urls, prefix: freshPrefix() });
     assert.deepEqual(Object.keys(layer.stats()).sort(), [
       'capacityRejected',
+      'deletedDropped',
       'disconnects',
       'expired',
       'failovers',

@@ -549,6 +549,18 @@ describe('RedisPubSubChannelLayer on one host', () => {
     assert.equal(layer.stats().received, 2);
   });
 
+  test('deleteChannel drops what the channel had buffered, counted (deletedDropped)', async () => {
+    const layer = makeLayer(redis.urls);
+    const [gone, sync] = [await layer.newChannel(), await layer.newChannel()];
+    await layer.send(gone, { type: 'one' });
+    await layer.send(gone, { type: 'two' });
+    await layer.send(sync, { type: 'sync' });
+    // One subscriber connection delivers in order: once sync has its message, gone's are buffered.
+    await layer.receive(sync);
+    await layer.deleteChannel(gone);
+    assert.equal(layer.stats().deletedDropped, 2);
+  });
+
   test('an unreadable payload is skipped, counted, logged; the next one arrives', async () => {
     const layer = makeLayer(redis.urls);
     const ch = await layer.newChannel();

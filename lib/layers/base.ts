@@ -26,6 +26,7 @@ export const COUNTERS = [
   'capacityRejected',
   'groupDropped',
   'localDropped',
+  'deletedDropped',
   'expired',
   'unreadable',
   'disconnects',

@@ -119,7 +119,7 @@ export class InMemoryChannelLayer<M extends Message = Message>
     for (const [group, members] of this.groups) {
       if (members.delete(channel) && members.size === 0) this.groups.delete(group);
     }
-    this.mailboxes.drop(channel);
+    this.count('deletedDropped', this.mailboxes.drop(channel));
   }
 
   async flush(): Promise<void> {

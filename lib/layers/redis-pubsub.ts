@@ -303,12 +303,9 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
   async deleteChannel(channel: string): Promise<void> {
     this.assertOpen();
     assertChannelName(channel);
+    this.count('deletedDropped', this.mailboxes.drop(channel));
     const state = this.channels.get(channel);
-    if (!state) {
-      this.mailboxes.drop(channel);
-      return;
-    }
-    await this.forgetChannel(channel, state);
+    if (state) await this.forgetChannel(channel, state);
   }
 
   /** Drops local buffers and group memberships; channel subscriptions and receives stay. */

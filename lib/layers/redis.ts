@@ -14,7 +14,14 @@
  */
 import { Command, type Redis } from 'ioredis';
 import type { HostEntry, LayerOptions } from '../config.ts';
-import { ChannelFull, LayerClosed, NotAChannelQueue, UnreadablePayload } from '../errors.ts';
+import {
+  ChannelFull,
+  errorMessage,
+  LayerClosed,
+  NotAChannelQueue,
+  NotAGroup,
+  UnreadablePayload,
+} from '../errors.ts';
 import { Mailboxes } from '../mailboxes.ts';
 import {
   assertChannelName,
@@ -27,6 +34,7 @@ import {
 } from '../names.ts';
 import { parseHost } from '../redis/hosts.ts';
 import { crc32Placement, ringPlacement, type Placement } from '../redis/placement.ts';
+import { DeletedChannels, QueuePurge } from '../redis/deleted-channels.ts';
 import { writeDirect } from '../redis/direct.ts';
 import { Reader } from '../redis/reader.ts';
 import { SendBatcher } from '../redis/sends.ts';
@@ -113,6 +121,19 @@ function sharesQueue(channel: string, name: string): boolean {
 }
 
 /**
+ * The channels a decoded message's `__asgi_channel__` names (a string or a list of strings),
+ * taking the field off the message: undefined when it has none, null when it is neither form.
+ */
+function takeTargets(message: Record<string, unknown>): string[] | undefined | null {
+  const field = message[CHANNEL_FIELD];
+  delete message[CHANNEL_FIELD];
+  if (field === undefined) return undefined;
+  if (typeof field === 'string') return [field];
+  if (Array.isArray(field) && field.every((c) => typeof c === 'string')) return field as string[];
+  return null;
+}
+
+/**
  * A group's members added after `expired` (names as bytes: see groupQueues), trimming the older
  * ones. The read skips expired memberships by score and the trim drops them; neither needs the
  * other to be atomic, so they are two plain commands in one write, not a script: a script
@@ -158,6 +179,12 @@ export class RedisChannelLayer<M extends Message = Message>
   private readonly givingBack = new Set<Promise<void>>();
   /** channel → groups this layer added it to (for deleteChannel). */
   private readonly memberships = new Map<string, Set<string>>();
+  /** Process-local channels deleted lately: their messages are dropped (deleted-channels.ts). */
+  private readonly deleted: DeletedChannels;
+  /** Process queue key → the purge of its deleted channels' messages this tick. */
+  private readonly purging = new Map<string, Promise<void>>();
+  /** `shard key` → what a purge there remembers (see QueuePurge). */
+  private readonly purges = new Map<string, QueuePurge>();
 
   constructor(options: RedisLayerOptions = {}) {
     super(options, (o) => ({
@@ -203,6 +230,7 @@ export class RedisChannelLayer<M extends Message = Message>
       });
       return shard;
     });
+    this.deleted = new DeletedChannels(this.options.expiryMs);
     this.mailboxes = new Mailboxes<M>({
       expiryMs: this.options.expiryMs,
       onExpired: (n) => this.count('expired', n),
@@ -257,6 +285,7 @@ export class RedisChannelLayer<M extends Message = Message>
       assertChannelName(channel);
       const name = nonLocalName(channel);
       assertOwnChannel(channel, this.clientPrefix);
+      this.deleted.revive(channel);
       // Fast path: something is buffered (prefetched or routed here) — no round trip.
       // (An already aborted signal goes to take(), which rejects it.)
       let buffered: M | undefined;
@@ -290,11 +319,11 @@ export class RedisChannelLayer<M extends Message = Message>
     this.assertOpen();
     assertGroupName(group);
     assertChannelName(channel);
-    await this.onShard(this.placement.index(group), (client) =>
+    await this.onGroupShard(group, (client, key) =>
       runScript(
         client,
         'group_add',
-        [this.groupKey(group)],
+        [key],
         [nextScore(), channel, Math.ceil(this.options.groupExpiryMs)],
       ),
     );
@@ -310,9 +339,7 @@ export class RedisChannelLayer<M extends Message = Message>
     this.assertOpen();
     assertGroupName(group);
     assertChannelName(channel);
-    await this.onShard(this.placement.index(group), (client) =>
-      client.zrem(this.groupKey(group), channel),
-    );
+    await this.onGroupShard(group, (client, key) => client.zrem(key, channel));
     const groups = this.memberships.get(channel);
     if (groups?.delete(group) && groups.size === 0) this.memberships.delete(channel);
   }
@@ -324,9 +351,8 @@ export class RedisChannelLayer<M extends Message = Message>
     // Refuses a bad or oversized message before touching Redis.
     const encodeFor = this.codec.groupEncoder(message);
     this.count('groupSends');
-    const key = this.groupKey(group);
     const expired = nextScore() - this.options.groupExpiryMs / 1000;
-    const members = await this.onShard(this.placement.index(group), (client) =>
+    const members = await this.onGroupShard(group, (client, key) =>
       readMembers(client, key, expired),
     );
     if (members.length === 0) return;
@@ -418,23 +444,31 @@ export class RedisChannelLayer<M extends Message = Message>
   // ---------------------------------------------------------------------------------------
   // Beyond the ASGI interface
 
-  /** Forgets a channel: leaves every group this layer added it to and drops its buffer. */
+  /**
+   * Forgets a channel: leaves every group this layer added it to and drops its buffer. A
+   * process-local channel's messages still queued in Redis are removed, and any popped later
+   * dropped (they would hold places in the queue all its channels share); a normal channel's
+   * prefetched messages go back to its queue, which belongs to every process reading it.
+   */
   async deleteChannel(channel: string): Promise<void> {
     this.assertOpen();
     assertChannelName(channel);
     const groups = [...(this.memberships.get(channel) ?? [])];
     this.memberships.delete(channel);
-    this.mailboxes.drop(channel);
-    // A normal channel's prefetched messages belong to its queue, not to this process.
-    const key = this.options.prefix + channel;
-    const giveBack = isProcessLocal(channel) ? undefined : this.giveBack(key, false);
-    this.prefetched.delete(key);
+    this.count('deletedDropped', this.mailboxes.drop(channel));
+    let queue: Promise<void>;
+    if (isProcessLocal(channel)) {
+      this.deleted.add(channel);
+      queue = this.purgeDeleted(this.options.prefix + nonLocalName(channel));
+    } else {
+      const key = this.options.prefix + channel;
+      queue = this.giveBack(key, false);
+      this.prefetched.delete(key);
+    }
     await Promise.all([
-      giveBack,
+      queue,
       ...groups.map((group) =>
-        this.onShard(this.placement.index(group), (client) =>
-          client.zrem(this.groupKey(group), channel),
-        ),
+        this.onGroupShard(group, (client, key) => client.zrem(key, channel)),
       ),
     ]);
   }
@@ -454,6 +488,23 @@ export class RedisChannelLayer<M extends Message = Message>
 
   private groupKey(group: string): string {
     return `${this.options.prefix}:group:${group}`;
+  }
+
+  /**
+   * Runs `work` on the group's key, on its shard. A key holding something other than a sorted
+   * set refuses the first command with WRONGTYPE (nothing is written: each operation's first
+   * command reads or writes the key): that is reported as NotAGroup, not as Redis's raw reply.
+   */
+  private onGroupShard<T>(
+    group: string,
+    work: (client: Redis, key: string) => Promise<T>,
+  ): Promise<T> {
+    const key = this.groupKey(group);
+    return this.onShard(this.placement.index(group), (client) =>
+      work(client, key).catch((err: unknown) => {
+        throw /WRONGTYPE/.test(errorMessage(err)) ? new NotAGroup(group, key) : err;
+      }),
+    );
   }
 
   /**
@@ -577,22 +628,21 @@ export class RedisChannelLayer<M extends Message = Message>
       this.skipUnreadable(`in ${key} on shard ${shard}`, err);
       return;
     }
-    const field = message[CHANNEL_FIELD];
-    delete message[CHANNEL_FIELD];
-    let targets: string[];
-    if (field === undefined) targets = [key.slice(this.options.prefix.length)];
-    else if (typeof field === 'string') targets = [field];
-    else if (Array.isArray(field) && field.every((c) => typeof c === 'string'))
-      targets = field as string[];
-    else {
+    const named = takeTargets(message);
+    const name = key.slice(this.options.prefix.length);
+    // Without the field, a process queue's message (the queue all its channels share) is nobody's.
+    if (named === null || (named === undefined && key.endsWith('!'))) {
       this.skipUnreadable(
         `in ${key} on shard ${shard}`,
-        new UnreadablePayload(`${CHANNEL_FIELD} is neither a string nor a list of strings`),
+        new UnreadablePayload(
+          named === null
+            ? `${CHANNEL_FIELD} is neither a string nor a list of strings`
+            : `no ${CHANNEL_FIELD} in a message of a process queue`,
+        ),
       );
       return;
     }
-    // A message only reaches channels whose queue it came from.
-    const name = key.slice(this.options.prefix.length);
+    const targets = named ?? [name];
     // Most messages have one target: the copier is made only for a second one.
     let copy: (() => M) | undefined;
     let first = true;
@@ -600,7 +650,12 @@ export class RedisChannelLayer<M extends Message = Message>
     // all the deliveries, not a countWaiter per member.
     let delivered = 0;
     for (const channel of targets) {
+      // A message only reaches channels whose queue it came from, and live ones.
       if (!sharesQueue(channel, name)) continue;
+      if (this.isDeleted(channel)) {
+        this.count('deletedDropped');
+        continue;
+      }
       const put = this.mailboxes.put(
         channel,
         first ? (message as M) : (copy ??= copier(message as M))(),
@@ -617,6 +672,56 @@ export class RedisChannelLayer<M extends Message = Message>
       this.count('received', delivered);
       this.addWaiting(key, -delivered);
     }
+  }
+
+  /** Deleted (deleteChannel) and not received on since: nothing more is delivered to it. */
+  private isDeleted(channel: string): boolean {
+    return this.deleted.has(channel) && this.mailboxes.waiting(channel) === 0;
+  }
+
+  /** The channels of process queue `name` a queued member is for ([] when undecodable). */
+  private queuedFor(name: string, member: Buffer): string[] {
+    try {
+      return (takeTargets(this.codec.decode(member)) ?? []).filter((c) => sharesQueue(c, name));
+    } catch {
+      return []; // the reader skips and counts it when it pops it
+    }
+  }
+
+  /**
+   * Removes the messages queued in process queue `key` whose channels are all deleted, on every
+   * shard (it is read on every shard, #221). The deleteChannel calls of one tick share a pass.
+   */
+  private purgeDeleted(key: string): Promise<void> {
+    let pass = this.purging.get(key);
+    if (pass !== undefined) return pass;
+    pass = new Promise<void>((resolve) => process.nextTick(resolve)).then(async () => {
+      this.purging.delete(key); // a delete from now on gets a pass of its own
+      await Promise.all(
+        this.shards.map((shard) =>
+          this.onShard(shard.index, (client) =>
+            this.purgeOf(shard.index, key).run(client, key),
+          ).then((dropped) => this.count('deletedDropped', dropped)),
+        ),
+      );
+    });
+    this.purging.set(key, pass);
+    return pass;
+  }
+
+  /** The purge of process queue `key` on shard `index` (what it remembers lives on). */
+  private purgeOf(index: number, key: string): QueuePurge {
+    const id = `${index} ${key}`;
+    let purge = this.purges.get(id);
+    if (purge === undefined) {
+      const name = key.slice(this.options.prefix.length);
+      purge = new QueuePurge(
+        (member) => this.queuedFor(name, member),
+        (channel) => this.isDeleted(channel),
+      );
+      this.purges.set(id, purge);
+    }
+    return purge;
   }
 
   /** Keeps a popped normal-channel member for the next receive; given back if unclaimed. */
