@@ -447,6 +447,46 @@ describe('RedisChannelLayer: errors', () => {
     assert.equal(layer.stats().groupDropped, 0);
   });
 
+  it('a key seen holding another type is read again once it is a queue (defect 5a)', async () => {
+    const prefix = freshPrefix();
+    const layer = makeLayer({ hosts: one.urls, prefix });
+    const reported = once(layer, 'error');
+    const ch = await layer.newChannel();
+    // Every newChannel() of this layer shares this key: channels made later depend on it too.
+    const key = `${prefix}${ch.slice(0, ch.indexOf('!') + 1)}`;
+    const redis = raw(one.urls[0]!);
+    await redis.set(key, 'x');
+    // Bounded: without a second look at the key this receive is never served.
+    const first = layer.receive(ch, { signal: AbortSignal.timeout(5000) });
+    const [err] = (await reported) as [Error];
+    assert.match(String(err), /is a string, not a channel queue/);
+    await redis.del(key);
+    await layer.send(ch, { type: 'after-del' });
+    // Looked at again 1 s after it was found foreign.
+    assert.deepEqual(await first, { type: 'after-del' });
+    const later = await layer.newChannel();
+    const second = layer.receive(later, { signal: AbortSignal.timeout(5000) });
+    await layer.send(later, { type: 'later' });
+    assert.deepEqual(await second, { type: 'later' });
+    assert.equal(await redis.exists(key), 0);
+  });
+
+  it('a foreign key among the keys read loses no message popped from the others', async () => {
+    const prefix = freshPrefix();
+    const layer = makeLayer({ hosts: one.urls, prefix });
+    const errors: unknown[] = [];
+    layer.on('error', (err) => errors.push(err));
+    const redis = raw(one.urls[0]!);
+    await layer.send('good', { type: 'kept' });
+    await redis.set(`${prefix}bad`, 'x');
+    // Both wait before the reader's first read, 'good' first: one drain over both keys.
+    const good = layer.receive('good', { signal: AbortSignal.timeout(5000) });
+    void layer.receive('bad').catch(() => {});
+    assert.deepEqual(await good, { type: 'kept' });
+    assert.equal(errors.length, 1);
+    assert.match(String(errors[0]), /bad on shard 0 is a string/);
+  });
+
   it("sends of one tick never make an argument over the server's proto-max-bulk-len", async () => {
     const small = await startRedis({ count: 1, args: ['--proto-max-bulk-len', '1mb'] });
     try {
