@@ -21,8 +21,9 @@ export interface ServerHello {
 }
 
 /** HELLO's reply in RESP2: `[name, value, name, value, …]`. */
-function fromHello(reply: unknown[]): Map<string, string> {
+function fromHello(reply: unknown): Map<string, string> {
   const out = new Map<string, string>();
+  if (!Array.isArray(reply)) return out;
   for (let i = 0; i + 1 < reply.length; i += 2) out.set(String(reply[i]), String(reply[i + 1]));
   return out;
 }
@@ -51,7 +52,7 @@ function ask(client: Redis, name: string, args: string[] = []): Promise<unknown>
 export async function serverHello(client: Redis): Promise<ServerHello> {
   let fields: Map<string, string>;
   try {
-    fields = fromHello((await ask(client, 'hello')) as unknown[]);
+    fields = fromHello(await ask(client, 'hello'));
   } catch (err) {
     if (!/unknown command/i.test(String((err as Error)?.message))) throw err;
     const info = fromInfo(String(await ask(client, 'info', ['server'])));
