@@ -30,8 +30,9 @@
  *
  * The blocking connection never reconnects by itself (`retryStrategy: null`): a lost connection
  * rejects the pending command at once (ioredis would otherwise resend or silently drop it), and
- * the loop opens a fresh connection after a backoff. Its command timeout is longer than the block (upstream #422, ioredis #1888), so a dead socket is
- * noticed. No timer or socket survives `stop()`.
+ * the loop opens a fresh connection after a backoff. Its command timeout is longer than the
+ * block (upstream #422, ioredis #1888), so a dead socket is noticed. No timer or socket survives
+ * `stop()`.
  */
 import type { Redis } from 'ioredis';
 import { errorMessage } from '../errors.ts';
@@ -181,8 +182,10 @@ class ShardLoop {
         // takes whatever the other keys hold.
         const popped = await conn.bzpopminBuffer(wakeKey, ...keys, blockSeconds);
         this.blocking = undefined;
-        const key = popped?.[0].toString();
-        if (popped && key !== wakeKey) this.deliver(key!, popped[1], popped[2]);
+        if (popped) {
+          const key = popped[0].toString();
+          if (key !== wakeKey) this.deliver(key, popped[1], popped[2]);
+        }
         failures = 0;
         lastReported = undefined;
       } catch (err) {
