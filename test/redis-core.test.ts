@@ -471,6 +471,46 @@ describe('RedisChannelLayer: errors', () => {
     assert.equal(layer.stats().groupDeliveries, 0);
   });
 
+  it('a key seen holding another type is read again once it is a queue (defect 5a)', async () => {
+    const prefix = freshPrefix();
+    const layer = makeLayer({ hosts: one.urls, prefix });
+    const reported = once(layer, 'error');
+    const ch = await layer.newChannel();
+    // Every newChannel() of this layer shares this key: channels made later depend on it too.
+    const key = `${prefix}${ch.slice(0, ch.indexOf('!') + 1)}`;
+    const redis = raw(one.urls[0]!);
+    await redis.set(key, 'x');
+    // Bounded: without a second look at the key this receive is never served.
+    const first = layer.receive(ch, { signal: AbortSignal.timeout(5000) });
+    const [err] = (await reported) as [Error];
+    assert.match(String(err), /is a string, not a channel queue/);
+    await redis.del(key);
+    await layer.send(ch, { type: 'after-del' });
+    // Looked at again 1 s after it was found foreign.
+    assert.deepEqual(await first, { type: 'after-del' });
+    const later = await layer.newChannel();
+    const second = layer.receive(later, { signal: AbortSignal.timeout(5000) });
+    await layer.send(later, { type: 'later' });
+    assert.deepEqual(await second, { type: 'later' });
+    assert.equal(await redis.exists(key), 0);
+  });
+
+  it('a foreign key among the keys read loses no message popped from the others', async () => {
+    const prefix = freshPrefix();
+    const layer = makeLayer({ hosts: one.urls, prefix });
+    const errors: unknown[] = [];
+    layer.on('error', (err) => errors.push(err));
+    const redis = raw(one.urls[0]!);
+    await layer.send('good', { type: 'kept' });
+    await redis.set(`${prefix}bad`, 'x');
+    // Both wait before the reader's first read, 'good' first: one drain over both keys.
+    const good = layer.receive('good', { signal: AbortSignal.timeout(5000) });
+    void layer.receive('bad').catch(() => {});
+    assert.deepEqual(await good, { type: 'kept' });
+    assert.equal(errors.length, 1);
+    assert.match(String(errors[0]), /bad on shard 0 is a string/);
+  });
+
   it("sends of one tick never make an argument over the server's proto-max-bulk-len", async () => {
     const small = await startRedis({ count: 1, args: ['--proto-max-bulk-len', '1mb'] });
     try {
@@ -1133,7 +1173,7 @@ describe('RedisChannelLayer: semantics', () => {
     assert.equal(await client.exists(`${prefix}legacy$inflight`), 0);
   });
 
-  it('a receive on a new key interrupts a block in progress (CLIENT UNBLOCK), no block timeout is waited out', async () => {
+  it('a receive on a new key ends a block in progress (wake key, no CLIENT UNBLOCK), no block timeout is waited out', async () => {
     const prefix = freshPrefix();
     const layer = makeLayer({ hosts: one.urls, prefix });
     const client = raw(one.urls[0]!);
@@ -1154,7 +1194,9 @@ describe('RedisChannelLayer: semantics', () => {
     await client.zadd(`${prefix}second-key`, Date.now() / 1000, framed({ type: 'second' }));
     assert.deepEqual(await second, { type: 'second' });
     assert.ok(performance.now() - start < 1000);
-    assert.ok((await unblocks()) > before, 'CLIENT UNBLOCK was used');
+    assert.equal(await unblocks(), before, 'no CLIENT UNBLOCK (@dangerous: README)');
+    // The wake (wake.lua) was popped by the block it ended: nothing is left behind.
+    assert.equal(await client.exists(`${prefix}:wake:${layer.clientPrefix}`), 0);
     await layer.send('first-key', { type: 'first' });
     assert.deepEqual(await first, { type: 'first' });
   });
@@ -1487,13 +1529,14 @@ describe('RedisChannelLayer: connections', () => {
   });
 
   it('a Redis older than 5.0 is refused with a clear error', async () => {
-    // A fake server that answers like Redis 4.0.
+    // A fake server that answers like Redis 4.0 (no HELLO before Redis 6).
     const server = net.createServer((socket) => {
       socket.on('data', (chunk) => {
         const text = chunk.toString();
         const commands = text.split('*').filter((s) => s.length > 0);
         for (const command of commands) {
-          if (/info/i.test(command)) {
+          if (/hello/i.test(command)) socket.write("-ERR unknown command 'HELLO'\r\n");
+          else if (/info/i.test(command)) {
             const body = '# Server\r\nredis_version:4.0.14\r\nloading:0\r\n';
             socket.write(`$${Buffer.byteLength(body)}\r\n${body}\r\n`);
           } else socket.write('+OK\r\n');

@@ -40,6 +40,7 @@ import { Reader } from '../redis/reader.ts';
 import { SendBatcher } from '../redis/sends.ts';
 import { runScript, scriptCommand } from '../redis/scripts.ts';
 import { Shard } from '../redis/shard.ts';
+import { wakeKey } from '../redis/wake.ts';
 import { copier } from '../serde/clone.ts';
 import { assertMessage, CHANNEL_FIELD } from '../serde/codec.ts';
 import type { ChannelLayer, Message, ReceiveOptions } from '../types.ts';
@@ -72,7 +73,7 @@ const LOCAL_PREFETCH = 32;
  */
 const NORMAL_PREFETCH = 32;
 const PREFETCH_HOLD_MS = 20;
-/** BZPOPMIN timeout; a new key interrupts it, so this only bounds idle round trips. */
+/** BZPOPMIN timeout; a new key ends it (the reader's wake key), so this only bounds idle round trips. */
 const BLOCK_SECONDS = 5;
 
 /** A normal channel's popped-but-unclaimed messages (raw, as popped) and its window. */
@@ -579,6 +580,7 @@ export class RedisChannelLayer<M extends Message = Message>
         blockSeconds: BLOCK_SECONDS,
         batch: DRAIN_BATCH,
         restoreTtlMs: Math.ceil(this.options.expiryMs),
+        wakeKey: wakeKey(this.options.prefix, this.clientPrefix),
       },
     );
     return this.reader;

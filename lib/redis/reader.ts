@@ -10,10 +10,18 @@
  *
  * Each shard loop repeats: drain the demanded keys with `drain.lua` (non-blocking ZPOPMIN, up to
  * each budget, again while budgets remain and messages come), then block in `BZPOPMIN k1 … kn`
- * over them. When a receiver starts waiting on a key that a block in progress lacks, the block
- * is interrupted with `CLIENT UNBLOCK <id>` sent on the shard's command connection — a new
- * receiver never waits out the block timeout (channels_redis waits up to 5 s per shard in turn).
- * Keys leave lazily: a key nobody waits on any more is simply not part of the next block.
+ * over them and the reader's own wake key (wake.ts). When a receiver starts waiting on a key that
+ * a block in progress lacks, the shard's command connection adds a member to the wake key
+ * (wake.lua), which ends the block; the loop drains and blocks again over the keys demanded
+ * now — a new receiver never waits out the block timeout (channels_redis waits up to 5 s per
+ * shard in turn). Unlike CLIENT UNBLOCK (`@dangerous`, refused to a least-privilege ACL user) a
+ * wake needs no client id and is never lost to a race: one that arrives before the block stays
+ * until the block pops it, and a leftover only costs one extra drain. Keys leave lazily: a key
+ * nobody waits on any more is simply not part of the next block.
+ *
+ * A key found holding something other than a sorted set (not ours) is reported and left out of
+ * the reads; it is looked at again after FOREIGN_RECHECK_MS (doubling while it stays foreign),
+ * so a receiver waiting on it is served once the key is a queue again.
  *
  * A process-local queue (key ending in `!`) is read on every shard, since a channels_redis
  * sender places those by the full channel name (upstream #221). A normal channel's queue is read
@@ -22,14 +30,19 @@
  *
  * The blocking connection never reconnects by itself (`retryStrategy: null`): a lost connection
  * rejects the pending command at once (ioredis would otherwise resend or silently drop it), and
- * the loop opens a fresh connection after a backoff — also learning the new CLIENT ID. Its
- * command timeout is longer than the block (upstream #422, ioredis #1888), so a dead socket is
- * noticed. No timer or socket survives `stop()`.
+ * the loop opens a fresh connection after a backoff. Its command timeout is longer than the
+ * block (upstream #422, ioredis #1888), so a dead socket is noticed. No timer or socket survives
+ * `stop()`.
  */
 import type { Redis } from 'ioredis';
 import { ConnectionError, errorMessage, RedisTooOld } from '../errors.ts';
 import { runScript } from './scripts.ts';
 import type { Shard } from './shard.ts';
+import { wake } from './wake.ts';
+
+/** First wait before a foreign key (not a sorted set) is read again; doubles up to the max. */
+const FOREIGN_RECHECK_MS = 1000;
+const FOREIGN_RECHECK_MAX_MS = 60_000;
 
 export interface ReaderHooks {
   /** Queue keys with waiting receivers, each with how many messages it may give right now. */
@@ -47,6 +60,8 @@ export interface ReaderOptions {
   batch: number;
   /** TTL (ms) given to a queue that `$inflight` messages were restored into. */
   restoreTtlMs: number;
+  /** This reader's wake key (wake.ts `wakeKey`), part of every block. */
+  wakeKey: string;
 }
 
 export class Reader {
@@ -95,7 +110,7 @@ export class Reader {
   }
 
   /** Keys worth reading now with their budgets (capped at `batch`). */
-  budgets(exclude: ReadonlySet<string>): { keys: string[]; budgets: number[] } {
+  budgets(exclude: { has(key: string): boolean }): { keys: string[]; budgets: number[] } {
     const keys: string[] = [];
     const budgets: number[] = [];
     for (const [key, budget] of this.hooks.demand()) {
@@ -107,7 +122,10 @@ export class Reader {
   }
 }
 
-/** Entry of a drain.lua reply: `[keyIndex, member, score, member, score, …]`. */
+/**
+ * Entry of a drain.lua reply: `[keyIndex, member, score, member, score, …]`, or
+ * `[-keyIndex, type]` for a key that is not a sorted set.
+ */
 type DrainEntry = [number, ...Buffer[]];
 
 /** Trouble the layer already reports through 'disconnect' (or that passes on its own). */
@@ -120,18 +138,22 @@ function isConnectionError(err: unknown): boolean {
 
 class ShardLoop {
   private conn: Redis | undefined;
-  private id: number | undefined;
   /** Keys of the BZPOPMIN in flight, if one is. */
   private blocking: Set<string> | undefined;
-  private unblocking = false;
-  private unblockTimer: NodeJS.Timeout | undefined;
+  /** The block a wake was sent for (one is enough: the loop then reads the demand anew). */
+  private woken: Set<string> | undefined;
   /** Wakes a loop that has nothing to watch. */
   private wakeIdle: (() => void) | undefined;
   /** Ends a backoff early (stop only: a new receiver must not hurry reconnect attempts). */
   private endPause: (() => void) | undefined;
   private readonly restored = new Set<string>();
-  /** Keys on this shard that hold something other than a sorted set (not ours): not read. */
-  private readonly foreign = new Set<string>();
+  /**
+   * Keys on this shard found holding something other than a sorted set (not ours): not read
+   * until their timer fires and they are tried again.
+   */
+  private readonly foreign = new Map<string, NodeJS.Timeout>();
+  /** The wait before the next look at a key should it be foreign again; dropped once it reads. */
+  private readonly recheckDelay = new Map<string, number>();
 
   constructor(
     private readonly reader: Reader,
@@ -147,7 +169,6 @@ class ShardLoop {
         await shard.whenReady();
         await shard.ensureVersion();
         const conn = this.connection();
-        if (this.id === undefined) this.id = Number(await conn.client('ID'));
         await this.drain(conn);
         if (reader.stopped) break;
         const { keys } = reader.budgets(this.foreign);
@@ -155,25 +176,33 @@ class ShardLoop {
           await this.idle();
           continue;
         }
+        const { wakeKey, blockSeconds } = reader.opts;
         this.blocking = new Set(keys);
-        const popped = await conn.bzpopminBuffer(...keys, reader.opts.blockSeconds);
+        // The wake key first: a pending wake ends the block at once, and the drain that follows
+        // takes whatever the other keys hold.
+        const popped = await conn.bzpopminBuffer(wakeKey, ...keys, blockSeconds);
         this.blocking = undefined;
-        if (popped) this.deliver(popped[0].toString(), popped[1], popped[2]);
+        if (popped) {
+          const key = popped[0].toString();
+          if (key !== wakeKey) this.deliver(key, popped[1], popped[2]);
+        }
         failures = 0;
         lastReported = undefined;
       } catch (err) {
         this.blocking = undefined;
         if (reader.stopped) break;
-        if (/WRONGTYPE/.test(errorMessage(err)) && (await this.findForeignKeys())) continue;
-        this.dropConnection();
+        const message = errorMessage(err);
+        // BZPOPMIN met a key turned foreign after the drain: the next drain finds, reports and
+        // skips it. The connection is fine; the backoff only guards against a loop.
+        const wrongType = /^WRONGTYPE/.test(message);
+        if (!wrongType) this.dropConnection();
         if (err instanceof RedisTooOld) {
           reader.hooks.report(err, `shard ${shard.index} reader stopped`);
           return;
         }
         // Connection trouble is reported by the layer's 'disconnect' event; anything else
         // (a script error, say) is worth a word — once, not at every retry.
-        const message = errorMessage(err);
-        if (!isConnectionError(err) && message !== lastReported) {
+        if (!wrongType && !isConnectionError(err) && message !== lastReported) {
           lastReported = message;
           reader.hooks.report(err, `reader on shard ${shard.index}`);
         }
@@ -182,18 +211,14 @@ class ShardLoop {
     }
   }
 
-  /** A block in progress that lacks `key` is interrupted; an idle loop wakes. */
+  /** A block in progress that lacks `key` is ended; an idle loop wakes. */
   notice(key: string): void {
-    if (this.blocking === undefined) {
-      this.wakeIdle?.();
-      return;
-    }
-    if (!this.blocking.has(key)) this.interrupt();
+    if (!this.blocking?.has(key)) this.nudge();
   }
 
   stop(): void {
-    clearTimeout(this.unblockTimer);
-    this.unblockTimer = undefined;
+    for (const timer of this.foreign.values()) clearTimeout(timer);
+    this.foreign.clear();
     this.wakeIdle?.();
     this.endPause?.();
     this.dropConnection();
@@ -214,7 +239,6 @@ class ShardLoop {
   private dropConnection(): void {
     const conn = this.conn;
     this.conn = undefined;
-    this.id = undefined;
     if (conn) this.shard.release(conn);
   }
 
@@ -231,9 +255,17 @@ class ShardLoop {
       })) as DrainEntry[];
       let more = false;
       for (const [index, ...pairs] of reply) {
+        if (index < 0) {
+          this.setForeign(keys[-index - 1]!, String(pairs[0]));
+          continue;
+        }
         const key = keys[index - 1]!;
         for (let i = 0; i + 1 < pairs.length; i += 2) this.deliver(key, pairs[i]!, pairs[i + 1]!);
         if (pairs.length / 2 >= budgets[index - 1]!) more = true;
+      }
+      // Keys looked at again that read fine are queues again: a later trouble starts afresh.
+      if (this.recheckDelay.size > 0) {
+        for (const key of keys) if (!this.foreign.has(key)) this.recheckDelay.delete(key);
       }
       if (!more) return;
     }
@@ -262,62 +294,39 @@ class ShardLoop {
   }
 
   /**
-   * CLIENT UNBLOCK on the command connection. A 0 reply while our BZPOPMIN is still pending
-   * means the server has not seen it yet: try again shortly, until it is unblocked or answered.
+   * Makes the loop read the demand again: a block in progress is ended through the wake key
+   * (once per block), an idle loop wakes. A loop between the two reads the demand anyway.
    */
-  private interrupt(): void {
-    if (this.unblocking || this.blocking === undefined || this.id === undefined) return;
+  private nudge(): void {
     const target = this.blocking;
-    const id = this.id;
-    this.unblocking = true;
-    const attempt = (n: number): void => {
-      this.shard.client.client('UNBLOCK', id).then(
-        (unblocked) => {
-          if (unblocked === 1 || this.blocking !== target || this.reader.stopped) {
-            this.unblocking = false;
-            return;
-          }
-          this.unblockTimer = setTimeout(
-            () => {
-              this.unblockTimer = undefined;
-              attempt(n + 1);
-            },
-            Math.min(2 ** n, 50),
-          );
-        },
-        () => {
-          // The command connection is down; the blocking one will notice too.
-          this.unblocking = false;
-        },
-      );
-    };
-    attempt(0);
+    if (target === undefined) {
+      this.wakeIdle?.();
+      return;
+    }
+    if (this.woken === target) return;
+    this.woken = target;
+    wake(this.shard.client, this.reader.opts.wakeKey).catch(() => {
+      // The command connection is down; the blocking one will notice too (or its block ends).
+      if (this.woken === target) this.woken = undefined;
+    });
   }
 
-  /**
-   * After a WRONGTYPE error: finds the watched keys on this shard that are not sorted sets,
-   * reports and stops reading them. Returns whether any was found.
-   */
-  private async findForeignKeys(): Promise<boolean> {
-    const { keys } = this.reader.budgets(this.foreign);
-    let found = false;
-    try {
-      const types = await Promise.all(keys.map((key) => this.shard.client.type(key)));
-      keys.forEach((key, i) => {
-        if (types[i] === 'zset' || types[i] === 'none') return;
-        found = true;
-        this.foreign.add(key);
-        this.reader.hooks.report(
-          new Error(
-            `${key} on shard ${this.shard.index} is a ${types[i]}, not a channel queue; not reading it`,
-          ),
-          'reader',
-        );
-      });
-    } catch {
-      // Connection trouble: the loop backs off as usual.
-    }
-    return found;
+  /** Reports a key that is not a sorted set and leaves it out of the reads for a while. */
+  private setForeign(key: string, type: string): void {
+    if (this.foreign.has(key) || this.reader.stopped) return;
+    const delay = this.recheckDelay.get(key) ?? FOREIGN_RECHECK_MS;
+    this.recheckDelay.set(key, Math.min(delay * 2, FOREIGN_RECHECK_MAX_MS));
+    const timer = setTimeout(() => {
+      this.foreign.delete(key);
+      this.nudge();
+    }, delay);
+    this.foreign.set(key, timer);
+    this.reader.hooks.report(
+      new Error(
+        `${key} on shard ${this.shard.index} is a ${type}, not a channel queue; not reading it (looking again in ${delay / 1000} s)`,
+      ),
+      'reader',
+    );
   }
 
   private idle(): Promise<void> {

@@ -3,7 +3,8 @@
  * shared by every operation (the commands named in `unpipelined`, Publisher's PUBLISH and
  * writeDirect's bypass it) and a few dedicated connections (blocking reader, subscriber)
  * created on demand. Reports transitions as 'down'/'up' (role) and refuses a Redis older than
- * 5.0 (no BZPOPMIN, no CLIENT UNBLOCK).
+ * 5.0 (no BZPOPMIN). Nothing here needs a `@dangerous` command (no INFO, no ROLE: hello.ts), so a
+ * least-privilege ACL user works (README).
  *
  * A Sentinel shard follows failovers (docs/failover.md):
  * - a `SentinelWatch` hears `+switch-master` from any sentinel; every connection of the shard
@@ -19,6 +20,7 @@ import { EventEmitter } from 'node:events';
 import { Redis, type RedisOptions } from 'ioredis';
 import { AuthenticationError, ConnectionError, errorMessage, RedisTooOld } from '../errors.ts';
 import { deadline } from '../deadline.ts';
+import { serverHello, useHelloReadyCheck } from './hello.ts';
 import type { ShardSpec } from './hosts.ts';
 import { SentinelWatch, type MasterAddress, type MasterSwitch } from './sentinel-watch.ts';
 
@@ -193,6 +195,7 @@ export class Shard extends EventEmitter {
     };
     if (this.watch) this.followSwitches(options);
     const client = this.spec.url ? new Redis(this.spec.url, options) : new Redis(options);
+    useHelloReadyCheck(client);
     if (role !== 'command') this.extra.add(client);
     this.clients.add(client);
     client.on('end', () => this.clients.delete(client));
@@ -279,12 +282,11 @@ export class Shard extends EventEmitter {
 
   /** Resolves once the server is known to be ≥ 5.0; retried after connection failures. */
   ensureVersion(): Promise<void> {
-    this.checked ??= this.client.info('server').then(
-      (info) => {
-        const version = /redis_version:(\d+)\.(\d+)/.exec(info);
-        if (version && Number(version[1]) < 5) {
+    this.checked ??= serverHello(this.client).then(
+      ({ version }) => {
+        if (version && version[0] < 5) {
           throw new RedisTooOld(
-            `Redis ${version[1]}.${version[2]} at ${this.spec.id} is too old: chanlayer needs ≥ 5.0 (BZPOPMIN)`,
+            `Redis ${version.join('.')} at ${this.spec.id} is too old: chanlayer needs ≥ 5.0 (BZPOPMIN)`,
           );
         }
       },

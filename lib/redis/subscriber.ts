@@ -9,11 +9,12 @@
  *   connection becomes ready (first connect and each reconnect) the whole `wanted` set is
  *   subscribed (chunked) before anything else. That is what keeps non-subscriber commands off
  *   a connection in subscriber mode: ioredis writes SUBSCRIBE (a 'loading'-flagged command)
- *   during its handshake, before the ready check's INFO, and a SUBSCRIBE confirmed before that
- *   INFO went out made ioredis refuse it ("Connection in subscriber mode, only subscriber
- *   commands may be used"), drop the connection and lose the subscription (the Pub/Sub bench
- *   stall on 3 hosts). Holding SUBSCRIBEs until 'ready' lets the subscriber connection keep
- *   ioredis's ready check, so on a Sentinel shard it is verified to be on the master too.
+ *   during its handshake, before the ready check's command (INFO then, HELLO now: hello.ts),
+ *   and a SUBSCRIBE confirmed before that command went out made ioredis refuse it ("Connection
+ *   in subscriber mode, only subscriber commands may be used"), drop the connection and lose
+ *   the subscription (the Pub/Sub bench stall on 3 hosts). Holding SUBSCRIBEs until 'ready'
+ *   lets the subscriber connection keep the ready check, so on a Sentinel shard it is verified
+ *   to be on the master too.
  * - Ordered: while ready, every SUBSCRIBE/UNSUBSCRIBE is written synchronously, in call order,
  *   on the one connection, so for each name the last command sent matches `wanted`. Commands
  *   in flight when the connection drops are rejected (not resent by ioredis after the
@@ -94,7 +95,7 @@ export class Subscriptions {
     private readonly onError: (err: unknown, context: string) => void,
   ) {
     // autoResubscribe off: resubscribing is ours (resolves the pending acquires). The ready
-    // check stays on (INFO before any SUBSCRIBE: see above; Sentinel: the role is checked).
+    // check stays on (HELLO before any SUBSCRIBE: see above; Sentinel: the role is checked).
     this.client = shard.connect('subscriber', {
       autoResubscribe: false,
       autoResendUnfulfilledCommands: false,

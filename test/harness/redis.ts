@@ -68,20 +68,37 @@ export interface StartRedisOptions {
   args?: string[];
   /** Sets `requirepass`; readiness checks authenticate with it. */
   password?: string;
+  /** An ACL user besides `default` (which stays all-powerful for the harness): see userArgs. */
+  user?: string;
 }
 
 export interface SentinelTopologyOptions {
   masterName?: string;
   downAfterMs?: number;
   failoverTimeoutMs?: number;
+  /** An ACL user on master and replica alike (a failover promotes the replica): see userArgs. */
+  user?: string;
+}
+
+/**
+ * `--user` config arguments for an ACL user given as `ACL SETUSER` takes it after the command
+ * name, e.g. `'app on >pw ~asgi* &* +@all -@dangerous'` (split on spaces, as redis-cli does). Part
+ * of the server's configuration, so the user is still there after `restart()`.
+ */
+function userArgs(user: string | undefined): string[] {
+  return user === undefined ? [] : ['--user', ...user.split(' ').filter(Boolean)];
 }
 
 const START_TIMEOUT_MS = 10_000;
 
 /** Start `count` standalone redis-servers on free loopback ports. */
 export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisGroup> {
-  const { count = 1, args = [], password } = opts;
-  const extra = password === undefined ? args : ['--requirepass', password, ...args];
+  const { count = 1, args = [], password, user } = opts;
+  const extra = [
+    ...(password === undefined ? [] : ['--requirepass', password]),
+    ...userArgs(user),
+    ...args,
+  ];
   const servers = await startAll(
     Array.from(
       { length: count },
@@ -99,9 +116,9 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisGro
 export async function startSentinelTopology(
   opts: SentinelTopologyOptions = {},
 ): Promise<SentinelTopology> {
-  const { masterName = 'mymaster', downAfterMs = 1000, failoverTimeoutMs = 3000 } = opts;
+  const { masterName = 'mymaster', downAfterMs = 1000, failoverTimeoutMs = 3000, user } = opts;
   // Default diskless-sync delay is 5 s; both nodes may be a master at some point.
-  const fastSync = ['--repl-diskless-sync-delay', '0'];
+  const fastSync = ['--repl-diskless-sync-delay', '0', ...userArgs(user)];
   const started: Instance[] = [];
   try {
     const master = await launch('redis-server', (port) => serverArgs(port, fastSync));
