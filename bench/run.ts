@@ -154,6 +154,7 @@ async function measure(o: Options): Promise<ResultsFile> {
     bare: o.impls.has('bare') && !o.params.inMemory,
     ceilings,
     bigGroup: !o.params.inMemory,
+    apart: !o.params.inMemory,
     only: only && ((id) => only.some((w) => id === w || id.includes(w))),
   });
   if (runs.length === 0) throw new Error('nothing to run (see the skip messages above)');
