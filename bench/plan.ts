@@ -92,6 +92,14 @@ const pingpong = (
   chart: 'latency',
 });
 
+/** The ping-pongs with a layer per side (issue 14), run after every other scenario. */
+export const APART: readonly ScenarioId[] = [
+  'core-pingpong-2proc',
+  'core-pingpong-2layer',
+  'pubsub-pingpong-2proc',
+  'pubsub-pingpong-2layer',
+];
+
 /**
  * A ping-pong row whose two sides have a layer each (issue 14): in two processes (`2proc`) or
  * two layers in one process (`2layer`). 1 host, against channels_redis in the same shape.
@@ -279,12 +287,7 @@ export function planRuns(o: {
   if (chanlayer('pubsub-memory')) add('chanlayer', 'pubsub-memory', 1);
   // Two sides, a layer each (issue 14).
   if (o.apart !== false) {
-    for (const id of [
-      'core-pingpong-2proc',
-      'core-pingpong-2layer',
-      'pubsub-pingpong-2proc',
-      'pubsub-pingpong-2layer',
-    ] as const) {
+    for (const id of APART) {
       if (chanlayer(id)) add('chanlayer', id, 1);
       if (o.python) add('channels_redis', id, 1);
     }
