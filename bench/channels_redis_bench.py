@@ -198,9 +198,7 @@ async def watched(p, ping_layer, a, b, pong):
 
 async def ping_pong_scenario(layer, p):
     """Round trip over two process-local channels; see bench/scenarios/pingpong.ts."""
-    a = await layer.new_channel()
-    b = await layer.new_channel()
-    return await watched(p, layer, a, b, ponger(layer, b, a))
+    return await two_layer_ping_pong(layer, layer, p)
 
 
 async def two_layer_ping_pong(ping_layer, pong_layer, p):

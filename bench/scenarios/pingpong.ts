@@ -78,16 +78,11 @@ async function watched(
 }
 
 /** Both channels on one layer. */
-export async function pingPongScenario(
-  layer: PingPongLayer,
-  p: PingParams,
-): Promise<ScenarioResult> {
-  const a = await layer.newChannel();
-  const b = await layer.newChannel();
-  return watched(p, (w) => Promise.all([pinger(layer, a, b, p, w), ponger(layer, b, a)]));
+export function pingPongScenario(layer: PingPongLayer, p: PingParams): Promise<ScenarioResult> {
+  return twoLayerPingPong(layer, layer, p);
 }
 
-/** The pinger's channel on `ping`, the ponger's on `pong`: two layers in one process. */
+/** The pinger's channel on `ping`, the ponger's on `pong` (two layers in one process). */
 export async function twoLayerPingPong(
   ping: PingPongLayer,
   pong: PingPongLayer,
