@@ -7,14 +7,19 @@ twin in bench/scenarios/ line for line: same message, same clock points, same wa
 
     /usr/bin/python3 bench/channels_redis_bench.py '<params json>'
     /usr/bin/python3 bench/channels_redis_bench.py --versions
+
+With `replyTo` in the JSON (PongerParams, bench/types.ts) it is the ponger process of a
+`*-pingpong-2proc` run instead, started by the pinger's process.
 """
 
 import asyncio
 import json
+import os
 import sys
 import time
 
 RESULT_MARK = "BENCH_RESULT "
+PONGER_READY = "PONGER_READY "
 PAYLOAD = "x" * 100
 END = "bench.end"
 GROUP = "bench.group"
@@ -139,55 +144,109 @@ async def stream_scenario(layer, channel, inflight, p):
     }
 
 
-async def ping_pong_scenario(layer, p):
-    """Round trip over two process-local channels; see bench/scenarios/pingpong.ts."""
-    a = await layer.new_channel()
-    b = await layer.new_channel()
-    wd = Watchdog(p["stallSeconds"])
+async def ponger(layer, src, dst, on_message=None):
+    """Echoes every message received on `src` to `dst` until the end marker."""
+    while True:
+        m = await layer.receive(src)
+        if on_message:
+            on_message()
+        if m["type"] == END:
+            return
+        await layer.send(dst, m)
 
-    async def ponger():
-        while True:
-            m = await layer.receive(b)
-            if m["type"] == END:
-                return
-            await layer.send(a, m)
 
-    ptask = wd.watch(asyncio.ensure_future(ponger()))
-
-    trips = [0]
-
-    async def pinger():
-        samples = []
-        start = now()
-        measure_from = start + p["warmup"]
-        end = measure_from + p["duration"]
-        i = 0
-        while True:
-            t = now()
-            if t >= end:
-                break
-            await layer.send(b, bench_message(i))
-            await layer.receive(a)
-            wd.progress()
-            trips[0] += 1
-            if t >= measure_from:
-                samples.append((now() - t) * 1000)
-            i += 1
-        return samples
-
-    samples = await wd.watch(asyncio.ensure_future(pinger()))
-    await layer.send(b, {"type": END})
-    await ptask
-    wd.stop()
+async def pinger(layer, back, out, p, wd):
+    """Timed round trips: send to `out`, await `back`; ends the ponger with the end marker."""
+    samples = []
+    trips = 0
+    start = now()
+    measure_from = start + p["warmup"]
+    end = measure_from + p["duration"]
+    i = 0
+    while True:
+        t = now()
+        if t >= end:
+            break
+        await layer.send(out, bench_message(i))
+        await layer.receive(back)
+        wd.progress()
+        trips += 1
+        if t >= measure_from:
+            samples.append((now() - t) * 1000)
+        i += 1
+    await layer.send(out, {"type": END})
     samples.sort()
     return {
         "metrics": {"p50": percentile_sorted(samples, 50), "p99": percentile_sorted(samples, 99)},
         "info": {
             "samples": len(samples),
             "max": samples[-1] if samples else None,
-            "messages": 2 * trips[0],
+            "messages": 2 * trips,
         },
     }
+
+
+async def watched(p, ping_layer, a, b, pong):
+    """Runs the pinger (on `ping_layer`, A ← B) and `pong` (an awaitable) under one watchdog."""
+    wd = Watchdog(p["stallSeconds"])
+    ptask = wd.watch(asyncio.ensure_future(pong))
+    result = await wd.watch(asyncio.ensure_future(pinger(ping_layer, a, b, p, wd)))
+    await ptask
+    wd.stop()
+    return result
+
+
+async def ping_pong_scenario(layer, p):
+    """Round trip over two process-local channels; see bench/scenarios/pingpong.ts."""
+    return await two_layer_ping_pong(layer, layer, p)
+
+
+async def two_layer_ping_pong(ping_layer, pong_layer, p):
+    """Pinger and ponger each on their own layer, in this process; see pingpong.ts."""
+    a = await ping_layer.new_channel()
+    b = await pong_layer.new_channel()
+    return await watched(p, ping_layer, a, b, ponger(pong_layer, b, a))
+
+
+async def cross_process_ping_pong(layer, kind, p):
+    """The ponger in a child process (this script with `replyTo`); see pingpong.ts."""
+    a = await layer.new_channel()
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        json.dumps(
+            {"kind": kind, "hosts": p["hosts"], "replyTo": a, "stallSeconds": p["stallSeconds"]}
+        ),
+        stdin=asyncio.subprocess.PIPE,  # a lifeline: the ponger exits when this process does
+        stdout=asyncio.subprocess.PIPE,
+    )
+    line = (await child.stdout.readline()).decode()
+    if not line.startswith(PONGER_READY):
+        raise SystemExit(f"ponger did not start: {line!r}")
+    b = line[len(PONGER_READY) :].strip()
+
+    async def remote():
+        code = await child.wait()
+        if code != 0:
+            raise SystemExit(f"ponger exit {code}")
+
+    return await watched(p, layer, a, b, remote())
+
+
+async def ponger_process(p):
+    """The child side of cross_process_ping_pong: echo to `replyTo` until the end marker."""
+    loop = asyncio.get_running_loop()
+    # Exit when the parent goes: its end of our stdin closes.
+    loop.add_reader(sys.stdin.fileno(), lambda: sys.stdin.buffer.read1() or os._exit(1))
+    layer = make_layer(p["kind"], p["hosts"])
+    try:
+        b = await layer.new_channel()
+        print(PONGER_READY + b, flush=True)
+        wd = Watchdog(p["stallSeconds"])
+        await wd.watch(asyncio.ensure_future(ponger(layer, b, p["replyTo"], wd.progress)))
+        wd.stop()
+    finally:
+        await close_layer(p["kind"], layer)
 
 
 async def group_scenario(layer, p):
@@ -253,6 +312,14 @@ async def run(p):
             return await stream_scenario(layer, await layer.new_channel(), p["inflight"], p)
         if scenario in ("core-pingpong", "pubsub-pingpong"):
             return await ping_pong_scenario(layer, p)
+        if scenario.endswith("-pingpong-2proc"):
+            return await cross_process_ping_pong(layer, kind, p)
+        if scenario.endswith("-pingpong-2layer"):
+            pong_layer = make_layer(kind, p["hosts"])
+            try:
+                return await two_layer_ping_pong(layer, pong_layer, p)
+            finally:
+                await close_layer(kind, pong_layer)
         if scenario == "core-group":
             return await group_scenario(layer, p)
         raise SystemExit(f"scenario {scenario} is chanlayer-only")
@@ -280,6 +347,9 @@ def main():
         print(RESULT_MARK + json.dumps(versions()))
         return
     p = json.loads(sys.argv[1])
+    if "replyTo" in p:
+        asyncio.run(ponger_process(p))
+        return
     # Process CPU over the whole run (setup and warm-up too), as the Node worker reports it.
     cpu0 = time.process_time()
     result = asyncio.run(run(p))

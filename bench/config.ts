@@ -8,6 +8,9 @@ export const USAGE = `usage: npm run bench -- [options]
   --quick           smoke run: short runs, small groups, 1 rep (results go to bench/results/quick/)
   --duration S      measured seconds per streaming / ping-pong run (default 3)
   --warmup S        seconds run and discarded before each (default 1)
+  --apart-warmup S  the same for the ping-pongs with a layer per side, *-pingpong-2proc and
+                    *-pingpong-2layer (default 5; --quick: 0.5): two Node processes JIT-compile
+                    on one core for their first seconds (docs/performance.md, the cross-process tail)
   --pin             CPU pinning with taskset: Redis on core 0, clients (and this process) on core 1
   --only LIST       comma-separated scenario or ceiling ids (e.g. core-seq,ping), or substrings
   --impl LIST       chanlayer,channels_redis,bare,redis-benchmark (default all four; bare: the
@@ -25,6 +28,8 @@ export interface Options {
   impls: Set<string>;
   out: string;
   from?: string;
+  /** Warm-up (s) of the two-sided ping-pongs, instead of `params.warmup`. */
+  apartWarmup: number;
   params: Omit<ScenarioParams, 'scenario' | 'hosts'>;
 }
 
@@ -36,6 +41,7 @@ export function parseOptions(argv: string[]): Options | 'help' {
       quick: { type: 'boolean', default: false },
       duration: { type: 'string' },
       warmup: { type: 'string' },
+      'apart-warmup': { type: 'string' },
       pin: { type: 'boolean', default: false },
       only: { type: 'string' },
       impl: { type: 'string' },
@@ -69,6 +75,7 @@ export function parseOptions(argv: string[]): Options | 'help' {
     // Smoke and self-test runs must not overwrite the committed measured set.
     out: values.out ?? (quick || values.inmemory ? 'bench/results/quick' : 'bench/results'),
     from: values.from,
+    apartWarmup: num(values['apart-warmup'], quick ? 0.5 : 5, 'apart-warmup'),
     params: {
       duration: num(values.duration, quick ? 0.5 : 3, 'duration'),
       warmup: num(values.warmup, quick ? 0.2 : 1, 'warmup'),

@@ -92,6 +92,39 @@ const pingpong = (
   chart: 'latency',
 });
 
+/** The ping-pongs with a layer per side (issue 14), run after every other scenario. */
+export const APART: readonly ScenarioId[] = [
+  'core-pingpong-2proc',
+  'core-pingpong-2layer',
+  'pubsub-pingpong-2proc',
+  'pubsub-pingpong-2layer',
+];
+
+/**
+ * A ping-pong row whose two sides have a layer each (issue 14): in two processes (`2proc`) or
+ * two layers in one process (`2layer`). 1 host, against channels_redis in the same shape.
+ */
+const apart = (
+  id: `${'core' | 'pubsub'}-pingpong-${'2proc' | '2layer'}`,
+  p: 'p50' | 'p99',
+  target: number,
+): RowDef => {
+  const layer = id.startsWith('core') ? 'core' : 'Pub/Sub';
+  const shape = id.endsWith('2proc') ? 'across 2 processes' : '2 layers in 1 process';
+  return {
+    id: `${id}-${p}`,
+    label: `${layer} ping-pong round trip ${p}, ${shape}`,
+    short: `${layer} ping-pong ${p}, ${id.endsWith('2proc') ? '2 processes' : '2 layers'}`,
+    unit: 'ms',
+    better: 'lower',
+    chanlayer1: cl(id, p),
+    channelsRedis: cr(id, p),
+    ceiling: rb('ping', p, `PING ${p}, 1 client`),
+    targets: [{ vs: 'channels_redis', op: '<=', value: target }],
+    chart: 'latency',
+  };
+};
+
 /** A heap-size row: chanlayer on 1 host only, held to the issue's absolute 50 MB. */
 const memory = (id: 'core-memory' | 'pubsub-memory', label: string, short: string): RowDef => ({
   id,
@@ -195,6 +228,15 @@ export const ROWS: RowDef[] = [
     'heap of 100,000 idle channels, Pub/Sub (subscribed, receive pending)',
     'Pub/Sub, 100k idle channels',
   ),
+  // Issue 14: after every older row, so none of those moves.
+  apart('core-pingpong-2proc', 'p50', 0.35),
+  apart('core-pingpong-2proc', 'p99', 0.5),
+  apart('core-pingpong-2layer', 'p50', 0.35),
+  apart('core-pingpong-2layer', 'p99', 0.5),
+  apart('pubsub-pingpong-2proc', 'p50', 0.7),
+  apart('pubsub-pingpong-2proc', 'p99', 0.7),
+  apart('pubsub-pingpong-2layer', 'p50', 0.7),
+  apart('pubsub-pingpong-2layer', 'p99', 0.7),
 ];
 
 /** Client runs per repetition, in the order they run (ceilings first: short, and a sanity
@@ -208,6 +250,8 @@ export function planRuns(o: {
   ceilings: boolean;
   /** False for the in-memory self-test: separate in-memory layers share no group state. */
   bigGroup?: boolean;
+  /** False for the in-memory self-test: in-memory layers share nothing across instances. */
+  apart?: boolean;
   only?: (id: string) => boolean;
 }): RunSpec[] {
   const want = o.only ?? (() => true);
@@ -241,5 +285,12 @@ export function planRuns(o: {
   if (chanlayer('core-group-big') && o.bigGroup !== false) add('chanlayer', 'core-group-big', 3);
   if (chanlayer('core-memory')) add('chanlayer', 'core-memory', 1);
   if (chanlayer('pubsub-memory')) add('chanlayer', 'pubsub-memory', 1);
+  // Two sides, a layer each (issue 14).
+  if (o.apart !== false) {
+    for (const id of APART) {
+      if (chanlayer(id)) add('chanlayer', id, 1);
+      if (o.python) add('channels_redis', id, 1);
+    }
+  }
   return runs;
 }

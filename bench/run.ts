@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ROOT, chanlayerArgv, pythonArgv, runChild } from './children.ts';
 import { USAGE, parseOptions, type Options } from './config.ts';
-import { planRuns, type RunSpec } from './plan.ts';
+import { APART, planRuns, type RunSpec } from './plan.ts';
 import { Progress } from './progress.ts';
 import { runCeiling, type CeilingId } from './redis-benchmark.ts';
 import { buildReport, buildWork, type RepResult, type RunRecord } from './report.ts';
@@ -43,10 +43,10 @@ const tryRun = (cmd: string, args: string[]): string | undefined => {
 };
 
 /** Hard limit per client run: a hung layer must cost a run, not the whole bench. */
-function timeoutFor(id: string, p: Options['params']): number {
+function timeoutFor(id: string, o: Options): number {
   if (id === 'core-group-big') return 300_000;
   if (id.endsWith('-memory')) return 180_000;
-  return 60_000 + 10_000 * (p.duration + p.warmup);
+  return 60_000 + 10_000 * (o.params.duration + Math.max(o.params.warmup, o.apartWarmup));
 }
 
 async function runOne(
@@ -63,16 +63,18 @@ async function runOne(
       pin,
     });
   }
+  const scenario = spec.id as ScenarioParams['scenario'];
   const params: ScenarioParams = {
     ...o.params,
-    scenario: spec.id as ScenarioParams['scenario'],
+    scenario,
     hosts,
+    ...(APART.includes(scenario) ? { warmup: o.apartWarmup } : {}),
   };
   const argv =
     spec.impl === 'channels_redis'
       ? pythonArgv(pin, params)
       : chanlayerArgv(pin, spec.impl === 'bare' ? { ...params, bare: true } : params);
-  return runChild(argv, timeoutFor(spec.id, o.params));
+  return runChild(argv, timeoutFor(spec.id, o));
 }
 
 /** A one-line summary of a run for the progress log. */
@@ -98,6 +100,7 @@ async function measure(o: Options): Promise<ResultsFile> {
     quick: o.quick,
     pin: o.pin,
     params: { ...o.params },
+    apartWarmup: o.apartWarmup,
     skipped: {} as Record<string, string>,
   };
   const skipped = meta.skipped as Record<string, string>;
@@ -154,6 +157,7 @@ async function measure(o: Options): Promise<ResultsFile> {
     bare: o.impls.has('bare') && !o.params.inMemory,
     ceilings,
     bigGroup: !o.params.inMemory,
+    apart: !o.params.inMemory,
     only: only && ((id) => only.some((w) => id === w || id.includes(w))),
   });
   if (runs.length === 0) throw new Error('nothing to run (see the skip messages above)');

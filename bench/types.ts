@@ -12,6 +12,10 @@ export const SCENARIOS = [
   'pubsub-pingpong',
   'core-memory',
   'pubsub-memory',
+  'core-pingpong-2proc',
+  'core-pingpong-2layer',
+  'pubsub-pingpong-2proc',
+  'pubsub-pingpong-2layer',
 ] as const;
 export type ScenarioId = (typeof SCENARIOS)[number];
 
@@ -55,6 +59,23 @@ export interface ScenarioResult {
 
 /** The message every scenario sends, in both languages: about 130 bytes of msgpack. */
 export const PAYLOAD = 'x'.repeat(100);
+
+/**
+ * What the pinger of a `*-pingpong-2proc` run passes its ponger process (bench/ponger.ts,
+ * or channels_redis_bench.py with `replyTo` set), as one JSON argument.
+ */
+export interface PongerParams {
+  kind: 'core' | 'pubsub';
+  hosts: string[];
+  /** The pinger's channel: every message is echoed there. */
+  replyTo: string;
+  stallSeconds: number;
+  inMemory?: boolean;
+  lib?: string;
+}
+
+/** Prefix of the stdout line a ponger process names its channel on (both languages). */
+export const PONGER_READY = 'PONGER_READY ';
 
 /** Prefix of the one stdout line a client run reports its result on (both languages). */
 export const RESULT_MARK = 'BENCH_RESULT ';

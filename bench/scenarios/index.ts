@@ -3,7 +3,8 @@ import type { ScenarioParams, ScenarioResult } from '../types.ts';
 import type { BenchLayer } from './common.ts';
 import { bigGroupScenario, groupScenario } from './group.ts';
 import { memoryScenario } from './memory.ts';
-import { pingPongScenario } from './pingpong.ts';
+import { crossProcessPingPong, pingPongScenario, twoLayerPingPong } from './pingpong.ts';
+import { startPonger } from './remote.ts';
 import { streamScenario } from './stream.ts';
 import { layerStats } from './common.ts';
 
@@ -86,6 +87,7 @@ export async function runScenario(make: LayerFactory, p: ScenarioParams): Promis
   if (p.scenario === 'core-group-big') {
     return bigGroupScenario(() => make(kind, p.hosts), p.hosts.length, p);
   }
+  if (p.scenario.endsWith('-pingpong-2layer')) return twoLayers(make, kind, p);
   const layer = make(kind, p.hosts);
   try {
     let result: ScenarioResult;
@@ -106,6 +108,14 @@ export async function runScenario(make: LayerFactory, p: ScenarioParams): Promis
       case 'pubsub-pingpong':
         result = await pingPongScenario(layer, p);
         break;
+      case 'core-pingpong-2proc':
+      case 'pubsub-pingpong-2proc':
+        result = await crossProcessPingPong(layer, p, (replyTo) =>
+          startPonger({ kind, hosts: p.hosts, replyTo, stallSeconds: p.stallSeconds, lib: p.lib }),
+        );
+        break;
+      default:
+        throw new Error(`${p.scenario} is not a one-layer scenario`);
       case 'core-group':
         result = await groupScenario(layer, p);
         break;
@@ -118,5 +128,20 @@ export async function runScenario(make: LayerFactory, p: ScenarioParams): Promis
     return stats ? { ...result, info: { ...result.info, layerStats: stats } } : result;
   } finally {
     await layer.close();
+  }
+}
+
+/** `*-pingpong-2layer`: pinger and ponger each on their own layer, in this one process. */
+async function twoLayers(
+  make: LayerFactory,
+  kind: LayerKind,
+  p: ScenarioParams,
+): Promise<ScenarioResult> {
+  const ping = make(kind, p.hosts);
+  const pong = make(kind, p.hosts);
+  try {
+    return await twoLayerPingPong(ping, pong, p);
+  } finally {
+    await Promise.all([ping.close(), pong.close()]);
   }
 }
