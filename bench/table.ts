@@ -69,7 +69,7 @@ export function renderTable(all: RowReport[], notes: string[] = []): string {
     '',
     'Medians of the repetitions, (min–max) when more than one. Ratios: chanlayer 1 host ÷ the',
     'column (and chanlayer 3 hosts ÷ 1 host), taken per repetition, then the median. Targets',
-    '(issue 9): CR = ÷ channels_redis, ceil = ÷ Redis ceiling, 3h/1h = "3 hosts no worse than',
+    '(per row): CR = ÷ channels_redis, ceil = ÷ Redis ceiling, 3h/1h = "3 hosts no worse than',
     '1 host" with 10% slack for noise; ✓ met, ✗ missed (by the factor shown), · not measured.',
     'Bare Node client: the same scenario code against a client with no layer (bench/bare/), doing',
     "only the protocol's own work: the floor of that row on this machine.",

@@ -16,6 +16,7 @@ export const SCENARIOS = [
   'core-pingpong-2layer',
   'pubsub-pingpong-2proc',
   'pubsub-pingpong-2layer',
+  'core-newkey',
 ] as const;
 export type ScenarioId = (typeof SCENARIOS)[number];
 

@@ -3,6 +3,7 @@ import type { ScenarioParams, ScenarioResult } from '../types.ts';
 import type { BenchLayer } from './common.ts';
 import { bigGroupScenario, groupScenario } from './group.ts';
 import { memoryScenario } from './memory.ts';
+import { newKeyScenario } from './newkey.ts';
 import { crossProcessPingPong, pingPongScenario, twoLayerPingPong } from './pingpong.ts';
 import { startPonger } from './remote.ts';
 import { streamScenario } from './stream.ts';
@@ -87,7 +88,14 @@ export async function runScenario(make: LayerFactory, p: ScenarioParams): Promis
   if (p.scenario === 'core-group-big') {
     return bigGroupScenario(() => make(kind, p.hosts), p.hosts.length, p);
   }
-  if (p.scenario.endsWith('-pingpong-2layer')) return twoLayers(make, kind, p);
+  if (p.scenario.endsWith('-pingpong-2layer')) {
+    return twoLayers(make, kind, p.hosts, (ping, pong) => twoLayerPingPong(ping, pong, p));
+  }
+  if (p.scenario === 'core-newkey') {
+    return twoLayers(make, kind, p.hosts, (receiver, sender) =>
+      newKeyScenario(receiver, sender, p),
+    );
+  }
   const layer = make(kind, p.hosts);
   try {
     let result: ScenarioResult;
@@ -131,17 +139,18 @@ export async function runScenario(make: LayerFactory, p: ScenarioParams): Promis
   }
 }
 
-/** `*-pingpong-2layer`: pinger and ponger each on their own layer, in this one process. */
+/** A scenario with two layers in this one process (each side its own reader and connections). */
 async function twoLayers(
   make: LayerFactory,
   kind: LayerKind,
-  p: ScenarioParams,
+  hosts: string[],
+  run: (a: BenchLayer, b: BenchLayer) => Promise<ScenarioResult>,
 ): Promise<ScenarioResult> {
-  const ping = make(kind, p.hosts);
-  const pong = make(kind, p.hosts);
+  const a = make(kind, hosts);
+  const b = make(kind, hosts);
   try {
-    return await twoLayerPingPong(ping, pong, p);
+    return await run(a, b);
   } finally {
-    await Promise.all([ping.close(), pong.close()]);
+    await Promise.all([a.close(), b.close()]);
   }
 }
