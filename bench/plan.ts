@@ -92,7 +92,7 @@ const pingpong = (
   chart: 'latency',
 });
 
-/** The ping-pongs with a layer per side (issue 14), run after every other scenario. */
+/** The ping-pongs with a layer per side, run after every other scenario. */
 export const APART: readonly ScenarioId[] = [
   'core-pingpong-2proc',
   'core-pingpong-2layer',
@@ -101,7 +101,7 @@ export const APART: readonly ScenarioId[] = [
 ];
 
 /**
- * A ping-pong row whose two sides have a layer each (issue 14): in two processes (`2proc`) or
+ * A ping-pong row whose two sides have a layer each: in two processes (`2proc`) or
  * two layers in one process (`2layer`). 1 host, against channels_redis in the same shape.
  */
 const apart = (
@@ -312,7 +312,7 @@ export function planRuns(o: {
     add('chanlayer', 'core-newkey', 1);
     add('chanlayer', 'core-newkey', 3);
   }
-  // Two sides, a layer each (issue 14).
+  // Two sides, a layer each.
   if (o.apart !== false) {
     for (const id of APART) {
       if (chanlayer(id)) add('chanlayer', id, 1);

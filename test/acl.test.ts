@@ -1,5 +1,5 @@
 /**
- * Both Redis layers as a least-privilege ACL user (issue 14): the user is the one README's
+ * Both Redis layers as a least-privilege ACL user: the user is the one README's
  * "Least-privilege Redis user" section defines, read from README.md, so the documented line is
  * the tested one. Servers run it from their configuration (test/harness/redis.ts `user`), so it
  * survives a restart and exists on a Sentinel replica before it is promoted.

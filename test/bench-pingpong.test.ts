@@ -1,5 +1,5 @@
 /**
- * The bench's two-sided ping-pong scenarios (issue 14): a layer per side, in two processes or
+ * The bench's two-sided ping-pong scenarios: a layer per side, in two processes or
  * two layers in one process, for chanlayer and for channels_redis. Each must really carry every
  * round trip between the two sides, over a real Redis, and leave no process behind.
  */

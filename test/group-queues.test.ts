@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { groupQueues } from '../lib/layers/group-queues.ts';
 import { nonLocalName } from '../lib/names.ts';
 
-/** The grouping by strings, as WIRE.md states it. */
+/** The grouping by strings, as docs/wire-protocol.md states it. */
 function expected(members: string[]): Array<[string, string[]]> {
   const out = new Map<string, string[]>();
   for (const m of members) out.set(nonLocalName(m), [...(out.get(nonLocalName(m)) ?? []), m]);

@@ -1,5 +1,5 @@
 /**
- * InMemoryChannelLayer: every semantic of issue 3 item 4 — capacity and channelCapacity,
+ * InMemoryChannelLayer: every semantic of the API — capacity and channelCapacity,
  * fractional expiry and groupExpiry, FIFO, several waiters, process-specific channels, groups,
  * AbortSignal (including 1,000 receives aborted at random moments), flush, close, message
  * copying, bounded memory, deleteChannel and stats.

@@ -1,5 +1,5 @@
 /**
- * Channel and group name rules (API.md "Errors"), nonLocalName, and the promise discipline:
+ * Channel and group name rules (README, "Quick start"), nonLocalName, and the promise discipline:
  * every layer method reports a bad name as a rejected promise, never a synchronous throw, and a
  * rejected call leaves the layer untouched.
  */

@@ -1,8 +1,8 @@
 /**
- * RedisChannelLayer against real redis-servers (issue 4): every API.md semantic and error on
+ * RedisChannelLayer against real redis-servers: every API semantic and error on
  * 1 host, 3 hosts and 10 DBs of one server; #221 both ways; normal-channel latency across
  * shards; a group of 1,000 members over 3 shards; exact capacity under 50 concurrent senders;
- * unreadable payloads; thousands of aborted receives; ring sharding; WIRE.md layout checked by
+ * unreadable payloads; thousands of aborted receives; ring sharding; wire-protocol layout checked by
  * reading Redis directly; reconnects; close() leaving no handle.
  *
  * No sleeps stand in for synchronization: tests await promises and events, or poll observable
@@ -635,7 +635,7 @@ describe('RedisChannelLayer: errors', () => {
 
 // ---------------------------------------------------------------------------------------------
 
-describe('RedisChannelLayer: WIRE.md layout, read back from Redis', () => {
+describe('RedisChannelLayer: wire-protocol layout, read back from Redis', () => {
   it('channel keys, scores, 12-byte prefix, msgpack body, __asgi_channel__ forms, group keys, TTLs', async () => {
     const prefix = 'wire';
     const layer = makeLayer({ hosts: three.urls, prefix, expiry: 30, groupExpiry: 600 });

@@ -104,7 +104,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
   private readonly closing = new Closing();
 
   constructor(options: RedisPubSubOptions = {}) {
-    // No Fernet TTL: a published message is never stored, so it can't be replayed late (issue 5).
+    // No Fernet TTL: a published message is never stored, so it can't be replayed late.
     super(options, () => ({ prefixLength: 0 }));
     const specs = this.options.hosts.map((entry, i) => parseHost(entry, i));
     this.placement =

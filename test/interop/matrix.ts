@@ -3,7 +3,7 @@
  * side writes and the form the other side must read. Sent as ONE message per direction, checked
  * field by field so a failure names the field.
  *
- * FROM_PYTHON: the Python value (tagged) → the JS value Node must receive (API.md: ints beyond
+ * FROM_PYTHON: the Python value (tagged) → the JS value Node must receive (docs/wire-protocol.md: ints beyond
  *   ±2^53 as bigint, non-integers as number, bin as Uint8Array, -0.0 stays -0).
  * FROM_NODE:   the JS value Node sends → the Python value channels_redis must receive (exact
  *   type: an integer-valued JS number is a Python int — except -0, a float — a bigint is a

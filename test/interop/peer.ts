@@ -233,7 +233,7 @@ export class PyLayer {
     return this.peer.call('send', { layer: this.name, channel, message });
   }
 
-  /** Receive and convert to the JS value API.md says it must arrive as in Node. */
+  /** Receive and convert to the JS value docs/wire-protocol.md says it must arrive as in Node. */
   async receive(channel: string, timeoutSeconds = 30): Promise<Message> {
     return untag(await this.receiveTagged(channel, timeoutSeconds)) as Message;
   }

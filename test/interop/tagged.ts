@@ -2,7 +2,7 @@
  * The tagged value form the Python peer (test/interop/peer.py) speaks, so Python's exact types
  * survive JSON: an int stays an int at any size, a float stays a float (±inf, nan, -0.0), bytes
  * stay bytes. These helpers are test-side code, independent of chanlayer's msgpack: `tag` is the
- * Python value API.md says a JS value must become, `untag` is the JS value a Python value must
+ * Python value docs/wire-protocol.md says a JS value must become, `untag` is the JS value a Python value must
  * arrive as.
  */
 export type Tagged =
@@ -44,7 +44,7 @@ export function floatRepr(n: number): string {
   return String(n);
 }
 
-/** The Python value a JS value must arrive as, by API.md's msgpack rules. */
+/** The Python value a JS value must arrive as, by the msgpack rules of docs/wire-protocol.md. */
 export function tag(value: unknown): Tagged {
   if (value === null || value === undefined) return nil;
   switch (typeof value) {
