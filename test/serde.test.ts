@@ -100,7 +100,7 @@ function isMsgpackInt(n: number): boolean {
   return Number.isInteger(n) && !Object.is(n, -0) && n >= -(2 ** 63) && n < 2 ** 64;
 }
 
-/** The tagged description API.md's rules predict Python will see for a JS value. */
+/** The tagged description the wire-protocol rules predict Python will see for a JS value. */
 function expectedView(v: unknown): unknown {
   if (v === null || v === undefined) return null;
   if (typeof v === 'boolean') return v;
