@@ -1,8 +1,8 @@
 /**
  * Serializers: msgpack byte-for-byte against Python's msgpack (the channels_redis peer, live on
  * /usr/bin/python3 and through committed fixtures), every type edge round-tripping exactly, the
- * int/bigint/bytes rules of docs/wire-protocol.md, JSON, the registry, message validation naming the path,
- * size limits, framing and unreadable payloads.
+ * int/bigint/bytes rules of docs/wire-protocol.md, JSON, the registry, message validation
+ * naming the path, size limits, framing and unreadable payloads.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -79,8 +79,9 @@ json.dump(out, sys.stdout)`;
 }
 
 /**
- * What the rules of docs/wire-protocol.md §8 say a value comes back as: integers beyond ±2^53 as bigint, the others
- * as number; any Uint8Array (Buffer too) as a plain Uint8Array; undefined as null.
+ * What the rules of docs/wire-protocol.md §8 say a value comes back as: integers beyond ±2^53
+ * as bigint, the others as number; any Uint8Array (Buffer too) as a plain Uint8Array;
+ * undefined as null.
  */
 const exact = (n: number): boolean => Math.abs(n) <= 2 ** 53;
 function asDecoded(v: unknown): unknown {
