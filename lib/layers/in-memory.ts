@@ -5,6 +5,7 @@
  */
 import { ChannelFull, LayerClosed } from '../errors.ts';
 import type { LayerOptions } from '../config.ts';
+import { ExpiringMemberships } from '../memberships.ts';
 import { Mailboxes } from '../mailboxes.ts';
 import {
   assertChannelName,
@@ -25,9 +26,7 @@ export class InMemoryChannelLayer<M extends Message = Message>
 {
   private readonly clientPrefix = uuidHex();
   private readonly mailboxes: Mailboxes<Buffer>;
-  /** group → (channel → membership expiry time). */
-  private readonly groups = new Map<string, Map<string, number>>();
-  private groupSweeper: NodeJS.Timeout | undefined;
+  private readonly groups: ExpiringMemberships;
 
   constructor(options: InMemoryOptions = {}) {
     super(options, () => ({ prefixLength: 0 }));
@@ -35,6 +34,9 @@ export class InMemoryChannelLayer<M extends Message = Message>
       expiryMs: this.options.expiryMs,
       onExpired: (n) => this.count('expired', n),
     });
+    this.groups = new ExpiringMemberships(this.options.groupExpiryMs, (group, channel) =>
+      this.groups.remove(group, channel),
+    );
   }
 
   async send(channel: string, message: M): Promise<void> {
@@ -77,23 +79,15 @@ export class InMemoryChannelLayer<M extends Message = Message>
     this.assertOpen();
     assertGroupName(group);
     assertChannelName(channel);
-    let members = this.groups.get(group);
-    if (!members) {
-      members = new Map();
-      this.groups.set(group, members);
-    }
     // Re-adding refreshes the membership's expiry, as a ZADD does in Redis.
-    members.delete(channel);
-    members.set(channel, Date.now() + this.options.groupExpiryMs);
-    this.startGroupSweeper();
+    this.groups.add(group, channel);
   }
 
   async groupDiscard(group: string, channel: string): Promise<void> {
     this.assertOpen();
     assertGroupName(group);
     assertChannelName(channel);
-    const members = this.groups.get(group);
-    if (members?.delete(channel) && members.size === 0) this.groups.delete(group);
+    this.groups.remove(group, channel);
   }
 
   async groupSend(group: string, message: M): Promise<void> {
@@ -102,9 +96,9 @@ export class InMemoryChannelLayer<M extends Message = Message>
     assertMessage(message);
     const payload = this.codec.encode(message);
     this.count('groupSends');
-    const members = this.groups.get(group);
+    this.groups.expireNow(group);
+    const members = this.groups.members(group);
     if (!members) return;
-    this.expireMembers(group, members, Date.now());
     for (const channel of members.keys()) {
       // Each member gets its own copy: payload bytes are decoded per receive.
       const result = this.mailboxes.put(channel, payload, this.capacityFor(channel), 'reject');
@@ -116,9 +110,7 @@ export class InMemoryChannelLayer<M extends Message = Message>
   async deleteChannel(channel: string): Promise<void> {
     this.assertOpen();
     assertChannelName(channel);
-    for (const [group, members] of this.groups) {
-      if (members.delete(channel) && members.size === 0) this.groups.delete(group);
-    }
+    this.groups.removeEverywhere(channel);
     this.count('deletedDropped', this.mailboxes.drop(channel));
   }
 
@@ -126,13 +118,11 @@ export class InMemoryChannelLayer<M extends Message = Message>
     this.assertOpen();
     this.mailboxes.clear();
     this.groups.clear();
-    this.stopGroupSweeper();
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.stopGroupSweeper();
     this.groups.clear();
     this.mailboxes.close(new LayerClosed(this.constructor.name));
   }
@@ -140,26 +130,5 @@ export class InMemoryChannelLayer<M extends Message = Message>
   /** Channels holding buffered messages or waiters (for leak checks). */
   get activeChannels(): number {
     return this.mailboxes.channelCount;
-  }
-
-  private expireMembers(group: string, members: Map<string, number>, now: number): void {
-    for (const [channel, expiresAt] of members) if (expiresAt <= now) members.delete(channel);
-    if (members.size === 0) this.groups.delete(group);
-  }
-
-  private startGroupSweeper(): void {
-    if (this.groupSweeper) return;
-    const every = Math.min(Math.max(this.options.groupExpiryMs, 50), 60_000);
-    this.groupSweeper = setInterval(() => {
-      const now = Date.now();
-      for (const [group, members] of this.groups) this.expireMembers(group, members, now);
-      if (this.groups.size === 0) this.stopGroupSweeper();
-    }, every);
-    this.groupSweeper.unref();
-  }
-
-  private stopGroupSweeper(): void {
-    if (this.groupSweeper) clearInterval(this.groupSweeper);
-    this.groupSweeper = undefined;
   }
 }

@@ -32,6 +32,7 @@
 import type { LayerOptions } from '../config.ts';
 import { Closing } from '../closing.ts';
 import { abortReason, LayerClosed, WrongClientPrefix } from '../errors.ts';
+import { ExpiringMemberships } from '../memberships.ts';
 import { Mailboxes } from '../mailboxes.ts';
 import { assertChannelName, assertGroupName, isProcessLocal, uuidHex } from '../names.ts';
 import { parseHost } from '../redis/hosts.ts';
@@ -94,9 +95,8 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
   private readonly groupSentOne = (): void => this.count('groupSends');
   /** Local channels this layer is subscribed to. */
   private readonly channels = new Map<string, ChannelState>();
-  /** Redis group channel → (local member channel → membership expiry time). */
-  private readonly groups = new Map<string, Map<string, number>>();
-  private groupSweeper: NodeJS.Timeout | undefined;
+  /** Redis group channel → local member channels, expiring; an expired one is left. */
+  private readonly groups: ExpiringMemberships;
   /**
    * Waits that close() cuts short with LayerClosed: ioredis leaves commands queued while
    * reconnecting unsettled when disconnected, so close() must not depend on them settling.
@@ -114,6 +114,9 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     this.mailboxes = new Mailboxes<M>({
       expiryMs: this.options.expiryMs,
       onExpired: (n) => this.count('expired', n),
+    });
+    this.groups = new ExpiringMemberships(this.options.groupExpiryMs, (name, channel) => {
+      void this.leave(name, channel);
     });
     this.shards = specs.map(
       // failFast: a PUBLISH that timed out or was cut off is never sent later behind the
@@ -250,28 +253,19 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     }
     const name = this.groupChannel(group);
     const subs = this.subscriptionsOf(name);
-    let members = this.groups.get(name);
-    if (!members) {
-      members = new Map();
-      this.groups.set(name, members);
-    }
-    const expiresAt = Date.now() + this.options.groupExpiryMs;
+    // Re-adding refreshes the membership and holds nothing more.
+    const { expiresAt, added } = this.groups.add(name, channel);
     let ready: Promise<void>;
-    if (members.has(channel)) {
-      // Re-adding refreshes the membership (Map order = expiry order) and holds nothing more.
-      members.delete(channel);
-      members.set(channel, expiresAt);
-      ready = subs.ready(name);
-    } else {
-      members.set(channel, expiresAt);
+    if (added) {
       (state.groups ??= new Set()).add(name);
       ready = subs.acquire(name);
+    } else {
+      ready = subs.ready(name);
     }
-    this.startGroupSweeper();
     try {
       await this.subscribed(ready, name);
     } catch (err) {
-      if (this.groups.get(name)?.get(channel) === expiresAt) void this.leave(name, channel);
+      if (this.groups.members(name)?.get(channel) === expiresAt) void this.leave(name, channel);
       throw this.failure(err);
     }
   }
@@ -282,7 +276,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     assertGroupName(group);
     assertChannelName(channel);
     const name = this.groupChannel(group);
-    if (!this.groups.get(name)?.has(channel)) return;
+    if (!this.groups.members(name)?.has(channel)) return;
     await this.leave(name, channel);
   }
 
@@ -313,10 +307,11 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     this.assertOpen();
     this.mailboxes.clear();
     const left: Promise<void>[] = [];
-    for (const [name, members] of [...this.groups]) {
-      for (const channel of [...members.keys()]) left.push(this.leave(name, channel));
+    for (const name of this.groups.names()) {
+      for (const channel of [...this.groups.members(name)!.keys()]) {
+        left.push(this.leave(name, channel));
+      }
     }
-    this.stopGroupSweeper();
     await Promise.all(left);
   }
 
@@ -325,7 +320,6 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     if (this.closed) return;
     this.closed = true;
     this.closing.close(new LayerClosed(this.constructor.name));
-    this.stopGroupSweeper();
     this.groups.clear();
     this.channels.clear();
     for (const subs of this.subscriptions) subs.close();
@@ -463,9 +457,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
 
   /** Ends one membership; the group's Redis channel is released with its last local member. */
   private leave(name: string, channel: string): Promise<void> {
-    const members = this.groups.get(name);
-    if (!members?.delete(channel)) return Promise.resolve();
-    if (members.size === 0) this.groups.delete(name);
+    if (!this.groups.remove(name, channel)) return Promise.resolve();
     this.channels.get(channel)?.groups?.delete(name);
     return this.subscriptionsOf(name).release(name);
   }
@@ -474,7 +466,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
   private dispatch(name: string, payload: Buffer): void {
     if (this.closed) return;
     const channel = this.channels.get(name);
-    const members = this.groups.get(name);
+    const members = this.groups.members(name);
     // A late message for something unsubscribed a moment ago.
     if (!channel && !members) return;
     let message: M;
@@ -565,26 +557,5 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     } catch (err) {
       this.reportError(err, `'${event}' listener`);
     }
-  }
-
-  private startGroupSweeper(): void {
-    if (this.groupSweeper) return;
-    const every = Math.min(Math.max(this.options.groupExpiryMs, 50), 60_000);
-    this.groupSweeper = setInterval(() => this.sweepGroups(), every);
-    this.groupSweeper.unref();
-  }
-
-  private sweepGroups(): void {
-    const now = Date.now();
-    for (const [name, members] of [...this.groups]) {
-      for (const [member, expiresAt] of [...members])
-        if (expiresAt <= now) void this.leave(name, member);
-    }
-    if (this.groups.size === 0) this.stopGroupSweeper();
-  }
-
-  private stopGroupSweeper(): void {
-    if (this.groupSweeper) clearInterval(this.groupSweeper);
-    this.groupSweeper = undefined;
   }
 }

@@ -1,0 +1,43 @@
+/** ExpiringMemberships: adds, refreshes, expiry through the owner's callback, no timer left. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ExpiringMemberships } from '../lib/memberships.ts';
+
+const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+
+describe('ExpiringMemberships', () => {
+  it('add tells new from refreshed; a refresh moves the member last (expiry order)', () => {
+    const m = new ExpiringMemberships(60_000, (g, c) => m.remove(g, c));
+    assert.equal(m.add('g', 'a').added, true);
+    assert.equal(m.add('g', 'b').added, true);
+    assert.equal(m.add('g', 'a').added, false);
+    assert.deepEqual([...m.members('g')!.keys()], ['b', 'a']);
+    m.clear();
+  });
+
+  it('expireNow hands exactly the expired members to the owner, who removes them', async () => {
+    const expired: string[] = [];
+    const m = new ExpiringMemberships(30, (g, c) => {
+      expired.push(`${g}/${c}`);
+      m.remove(g, c);
+    });
+    m.add('g', 'old');
+    await new Promise((r) => setTimeout(r, 40));
+    m.add('g', 'new');
+    m.expireNow('g');
+    assert.deepEqual(expired, ['g/old']);
+    assert.deepEqual([...m.members('g')!.keys()], ['new']);
+    m.clear();
+  });
+
+  it('the sweeper runs while a group exists and stops with the last membership', () => {
+    const before = timers();
+    const m = new ExpiringMemberships(60_000, (g, c) => m.remove(g, c));
+    m.add('g', 'a');
+    m.add('h', 'a');
+    assert.equal(timers(), before + 1);
+    m.removeEverywhere('a');
+    assert.deepEqual(m.names(), []);
+    assert.equal(timers(), before);
+  });
+});
