@@ -22,6 +22,7 @@ import {
   LOOPBACK,
   redisCommand,
   waitFor,
+  toMap,
   type Reply,
   type SentinelTopology,
 } from './harness/redis.ts';
@@ -388,8 +389,8 @@ export async function measureFailover(plan: FailoverPlan): Promise<FailoverMeasu
 
 /**
  * Brings the old master back (restarting it if it was killed) as a replica of the current
- * master, and waits until every sentinel sees it as a healthy replica, so the next failover
- * has a candidate.
+ * master, and waits until every sentinel sees it as a healthy replica, so whichever sentinel
+ * leads the next failover has a candidate. Fails at once if the master moves meanwhile.
  */
 export async function rejoin(topology: SentinelTopology, oldPort: number): Promise<void> {
   const server = [topology.master, topology.replica].find((s) => s.port === oldPort);
@@ -397,8 +398,10 @@ export async function rejoin(topology: SentinelTopology, oldPort: number): Promi
   // Right after a failover the sentinels may still disagree: act on the settled view only.
   const masterPort = await topology.settledMasterPort();
   if (masterPort === oldPort) throw new Error(`:${oldPort} is the current master`);
-  if (server.pid === undefined) await server.restart();
-  await redisCommand(oldPort, ['REPLICAOF', LOOPBACK, String(masterPort)]);
+  // A killed server comes back as a replica from its first moment: a sentinel that read it as a
+  // master before a REPLICAOF would keep that view until its next INFO of it, 10 s later.
+  if (server.pid === undefined) await server.restart({ replicaOf: masterPort });
+  else await redisCommand(oldPort, ['REPLICAOF', LOOPBACK, String(masterPort)]);
   await waitFor(
     async () =>
       /master_link_status:up\r\n/.test(
@@ -406,59 +409,44 @@ export async function rejoin(topology: SentinelTopology, oldPort: number): Promi
       ),
     { timeoutMs: 30_000, what: `:${oldPort} in sync with :${masterPort}` },
   );
-  // A majority of sentinels must see it as a healthy replica: that is what a failover (back)
-  // needs. A sentinel stale for 10 s gets a SENTINEL RESET, which makes it rebuild its replica
-  // list from the master (seen under load: one sentinel keeping a pre-failover view); again
-  // after 20 s more if that did not help (it learns replicas from the master's INFO every 10 s).
-  const staleSince = new Map<number, number>();
-  let lastSeen = '';
+  // A sentinel re-reads a replica's INFO every 10 s (every second while the replica reports its
+  // link down), so this takes up to ~10 s when a sentinel last read the server as a master: always
+  // for the live old master of a SENTINEL FAILOVER. Nothing shortens that safely; a SENTINEL
+  // RESET (tried here before) empties the sentinel's replica list, which it refills only from its
+  // next INFO of the master, on the same 10 s period, and makes it forget its peers.
+  let moved: string | undefined;
   await waitFor(
     async () => {
-      let healthy = 0;
+      const stale: string[] = [];
       for (const s of topology.sentinelServers) {
-        const replicas = (await redisCommand(s.port, [
-          'SENTINEL',
-          'REPLICAS',
-          topology.masterName,
-        ]).catch(() => [])) as Reply[];
-        const mine = replicas.map(toMap).find((r) => r.port === String(oldPort));
-        if (mine?.flags === 'slave' && mine['master-link-status'] === 'ok') {
-          healthy++;
-          staleSince.delete(s.port);
-          continue;
+        const [addr, replicas] = (await Promise.all([
+          redisCommand(s.port, ['SENTINEL', 'GET-MASTER-ADDR-BY-NAME', topology.masterName]),
+          redisCommand(s.port, ['SENTINEL', 'REPLICAS', topology.masterName]),
+        ])) as [Reply[], Reply[]];
+        if (Number(addr[1]) !== masterPort) {
+          moved = `sentinel :${s.port} reports master :${String(addr[1])}`;
+          return true;
         }
-        lastSeen = `sentinel :${s.port} sees ${JSON.stringify(
-          replicas.map(toMap).map((r) => ({
-            port: r.port,
-            flags: r.flags,
-            link: r['master-link-status'],
-            master: `${r['master-host']}:${r['master-port']}`,
-          })),
-        )}`;
-        const since = staleSince.get(s.port) ?? Date.now();
-        staleSince.set(s.port, since);
-        if (Date.now() - since > 10_000) {
-          staleSince.set(s.port, Date.now() + 10_000);
-          await redisCommand(s.port, ['SENTINEL', 'RESET', topology.masterName]).catch(() => {});
-        }
+        const views = replicas.map(toMap);
+        const mine = views.find((r) => r.port === String(oldPort));
+        if (mine?.flags === 'slave' && mine['master-link-status'] === 'ok') continue;
+        stale.push(
+          `sentinel :${s.port} sees ${JSON.stringify(
+            views.map((r) => ({ port: r.port, flags: r.flags, link: r['master-link-status'] })),
+          )}`,
+        );
       }
-      if (healthy * 2 > topology.sentinelServers.length) return true;
+      if (stale.length === 0) return true;
       // Thrown, so a timeout says what the sentinels saw last.
-      throw new Error(lastSeen);
+      throw new Error(stale.join('; '));
     },
     {
-      timeoutMs: 90_000,
+      timeoutMs: 30_000,
       intervalMs: 100,
-      what: `a majority of sentinels to see :${oldPort} as a healthy replica`,
+      what: `every sentinel to see :${oldPort} as a healthy replica of :${masterPort}`,
     },
   );
-}
-
-function toMap(reply: Reply): Record<string, string> {
-  const out: Record<string, string> = {};
-  const flat = Array.isArray(reply) ? reply : [];
-  for (let i = 0; i + 1 < flat.length; i += 2) out[String(flat[i])] = String(flat[i + 1]);
-  return out;
+  if (moved) throw new Error(`a failover while :${oldPort} rejoined :${masterPort}: ${moved}`);
 }
 
 /** Names of the clients connected to a Redis server (CLIENT LIST `name=` fields). */

@@ -49,7 +49,7 @@ import {
 /** Issue 7 acceptance: resume within this of Sentinel's own promotion time. */
 const RESUME_AFTER_PROMOTION_MS = 2000;
 /**
- * Small on purpose: the outage (down-after 1 s + election) is longer, so sends during the switch
+ * Small on purpose: the outage (down-after 2 s + election) is longer, so sends during the switch
  * must reject, and the test sees the bound hold.
  */
 const COMMAND_TIMEOUT_MS = 1000;

@@ -214,7 +214,7 @@ describe('startSentinelTopology', () => {
       const { port, promotedAt } = await topo.waitForNewMaster(oldPort, 30_000);
       assert.equal(port, topo.replica.port);
       const took = promotedAt - killedAt;
-      // down-after 1 s + election + promotion; typically 2–4 s.
+      // down-after 2 s + election + promotion; typically 3–5 s.
       assert.ok(took > 0 && took < 20_000, `failover took ${took} ms`);
       const info = String(await redisCommand(port, ['INFO', 'replication']));
       assert.match(info, /role:master/);

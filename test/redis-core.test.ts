@@ -750,13 +750,18 @@ describe('RedisChannelLayer: wire-protocol layout, read back from Redis', () => 
 describe('RedisChannelLayer: semantics', () => {
   it('fractional expiry: keys get a PEXPIRE of expiry, old messages are trimmed on send and dropped on pop', async () => {
     const prefix = freshPrefix();
-    const layer = makeLayer({ hosts: three.urls, prefix, expiry: 0.1 });
+    // Fractional, and long enough for a send, its pop and the age check at delivery on a loaded
+    // machine: with 0.1 s a message could expire before it was delivered, and its receive waited
+    // forever (seen: the test timed out in a full run, and in 1 of ~40 runs under load).
+    const layer = makeLayer({ hosts: three.urls, prefix, expiry: 1.5 });
+    const shortKey = `${prefix}short`;
     const client = raw(three.urls[layer.shardOf('short')]!);
-    await layer.send('short', { type: 'old', seq: 0 });
-    const ttl = await client.pttl(`${prefix}short`);
-    assert.ok(ttl > 0 && ttl <= 100, `pttl ${ttl}`);
-    await delay(150); // the subject: let 0.1 s pass
+    // Older than expiry by its score (no sleep): the next send trims it.
+    await client.zadd(shortKey, Date.now() / 1000 - 2, framed({ type: 'old', seq: 0 }));
     await layer.send('short', { type: 'new', seq: 1 });
+    const ttl = await client.pttl(shortKey);
+    assert.ok(ttl > 0 && ttl <= 1500, `pttl ${ttl}`);
+    assert.equal(await client.zcard(shortKey), 1);
     assert.deepEqual(await layer.receive('short'), { type: 'new', seq: 1 });
 
     // A message already older than expiry when popped is dropped and counted.
@@ -767,7 +772,7 @@ describe('RedisChannelLayer: semantics', () => {
     await layer.send(specific, { type: 'fresh', seq: 2 });
     await shardClient.zadd(
       key,
-      Date.now() / 1000 - 1,
+      Date.now() / 1000 - 2,
       framed({ type: 'stale', __asgi_channel__: specific }),
     );
     assert.deepEqual(await layer.receive(specific), { type: 'fresh', seq: 2 });
@@ -811,13 +816,17 @@ describe('RedisChannelLayer: semantics', () => {
 
   it('fractional groupExpiry: a membership older than groupExpiry gets nothing', async () => {
     const prefix = freshPrefix();
-    const layer = makeLayer({ hosts: three.urls, prefix, groupExpiry: 0.1 });
+    // 1.5 s, not 0.1: the fresh add below must still count when its groupSend runs (as in the
+    // expiry test above, a loaded machine can take longer than 0.1 s between the two).
+    const layer = makeLayer({ hosts: three.urls, prefix, groupExpiry: 1.5 });
     const ch = await layer.newChannel();
     await layer.groupAdd('brief', ch);
+    const groupKey = `${prefix}:group:brief`;
     const groupClient = raw(three.urls[layer.shardOf('brief', { group: true })]!);
-    const ttl = await groupClient.pttl(`${prefix}:group:brief`);
-    assert.ok(ttl > 0 && ttl <= 100, `group pttl ${ttl}`);
-    await delay(150); // the subject: let 0.1 s pass
+    const ttl = await groupClient.pttl(groupKey);
+    assert.ok(ttl > 0 && ttl <= 1500, `group pttl ${ttl}`);
+    // The membership made older than groupExpiry by its score (no sleep).
+    await groupClient.zadd(groupKey, Date.now() / 1000 - 2, ch);
     await layer.groupSend('brief', { type: 'late' });
     assert.equal(await receiveOrNothing(layer, ch, 200), undefined);
     // A fresh add works again.
