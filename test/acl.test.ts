@@ -26,10 +26,10 @@ import {
   redisCommand,
   startRedis,
   startSentinelTopology,
-  waitFor,
   type RedisGroup,
   type SentinelTopology,
 } from './harness/redis.ts';
+import { receiveOrNothing, waitFor } from './harness/wait.ts';
 
 const README_LINE = /^ACL SETUSER (.+)$/m.exec(fs.readFileSync('README.md', 'utf8'));
 assert.ok(README_LINE, 'README.md shows an `ACL SETUSER …` line');
@@ -83,20 +83,6 @@ async function closeAll(): Promise<void> {
 /** A receive that must be served within `ms` (rejects with a TimeoutError otherwise). */
 function receiveWithin(layer: AnyLayer, channel: string, ms = 5000): Promise<Message> {
   return layer.receive(channel, { signal: AbortSignal.timeout(ms) });
-}
-
-/** Resolves with the message, or undefined if none came within `ms`. */
-async function receiveOrNothing(
-  layer: AnyLayer,
-  channel: string,
-  ms = 300,
-): Promise<Message | undefined> {
-  try {
-    return await receiveWithin(layer, channel, ms);
-  } catch (err) {
-    if ((err as Error).name === 'TimeoutError') return undefined;
-    throw err;
-  }
 }
 
 /**

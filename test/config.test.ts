@@ -23,6 +23,7 @@ import {
 } from '../lib/index.ts';
 import { LOOPBACK, redisCommand, startRedis, type RedisGroup } from './harness/redis.ts';
 import { fill } from './harness/fill.ts';
+import { waitFor } from './harness/wait.ts';
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -37,14 +38,6 @@ function keep<T extends ChannelLayer | undefined>(layer: T): T {
 afterEach(async () => {
   await Promise.all(built.splice(0).map((l) => l.close()));
 });
-
-async function waitFor(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
 
 /**
  * Runs `body` (an async ESM snippet with the chanlayer index imported as `C`) in a fresh Node
@@ -248,7 +241,7 @@ describe("Django's snake_case CONFIG keys take effect", () => {
   it('expiry (fractional)', async () => {
     const layer = keep(fromConfig({ BACKEND, CONFIG: { expiry: 0.1 } })) as InMemoryChannelLayer;
     await layer.send('exp', { type: 'old' });
-    await waitFor(() => layer.stats().expired === 1, 'the message to expire');
+    await waitFor(() => layer.stats().expired === 1, { what: 'the message to expire' });
     await layer.send('exp', { type: 'new' });
     assert.deepEqual(await layer.receive('exp'), { type: 'new' });
   });
@@ -259,7 +252,7 @@ describe("Django's snake_case CONFIG keys take effect", () => {
     ) as InMemoryChannelLayer;
     const addedAt = Date.now();
     await layer.groupAdd('g', 'member');
-    await waitFor(() => Date.now() - addedAt > 150, '0.15 s');
+    await waitFor(() => Date.now() - addedAt > 150, { what: '0.15 s' });
     await layer.groupSend('g', { type: 'too-late' });
     assert.equal(layer.stats().groupDeliveries, 0);
     await layer.send('member', { type: 'marker' });

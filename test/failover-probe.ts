@@ -21,11 +21,11 @@ import type { ChannelLayer, Message } from '../lib/index.ts';
 import {
   LOOPBACK,
   redisCommand,
-  waitFor,
   toMap,
   type Reply,
   type SentinelTopology,
 } from './harness/redis.ts';
+import { waitFor } from './harness/wait.ts';
 
 export interface SendRecord {
   seq: number;

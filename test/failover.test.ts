@@ -42,9 +42,9 @@ import {
   startRedis,
   startSentinelTopology,
   type RedisGroup,
-  waitFor,
   type SentinelTopology,
 } from './harness/redis.ts';
+import { waitFor } from './harness/wait.ts';
 
 /** Issue 7 acceptance: resume within this of Sentinel's own promotion time. */
 const RESUME_AFTER_PROMOTION_MS = 2000;

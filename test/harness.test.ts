@@ -10,9 +10,9 @@ import {
   redisCommand,
   startRedis,
   startSentinelTopology,
-  waitFor,
   type RedisServer,
 } from './harness/redis.ts';
+import { waitFor } from './harness/wait.ts';
 
 const HARNESS_URL = pathToFileURL(path.join(import.meta.dirname, 'harness', 'redis.ts')).href;
 

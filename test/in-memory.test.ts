@@ -10,12 +10,12 @@
 import assert from 'node:assert/strict';
 import { randomInt } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
-import { setTimeout as delay } from 'node:timers/promises';
 import { afterEach, describe, it } from 'node:test';
 import { ChannelFull, InvalidChannelName, LayerClosed, WrongClientPrefix } from '../lib/errors.ts';
 import { InMemoryChannelLayer, type InMemoryOptions } from '../lib/layers/in-memory.ts';
 import type { Message } from '../lib/types.ts';
 import { fill } from './harness/fill.ts';
+import { waitFor } from './harness/wait.ts';
 
 type N = Message & { n: number };
 
@@ -28,21 +28,6 @@ function makeLayer(options: InMemoryOptions = {}): InMemoryChannelLayer {
 afterEach(async () => {
   await Promise.all(open.splice(0).map((l) => l.close()));
 });
-
-/** Polls `cond` until it holds; fails with `what` after `timeoutMs`. */
-async function waitFor(
-  cond: () => boolean | Promise<boolean>,
-  what: string | (() => string),
-  timeoutMs = 5000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) {
-      assert.fail(`timed out waiting for ${typeof what === 'string' ? what : what()}`);
-    }
-    await delay(5);
-  }
-}
 
 /** Tracks a promise's outcome so a test can assert it has not settled yet. */
 function track<T>(p: Promise<T>): {
@@ -74,7 +59,7 @@ async function settleOrReport(
 ): Promise<void> {
   await Promise.race([
     work,
-    started.then(() => waitFor(finished, report, 10_000)).then(() => work),
+    started.then(() => waitFor(finished, { what: report, timeoutMs: 10_000 })).then(() => work),
   ]);
 }
 
@@ -239,10 +224,9 @@ describe('expiry (fractional seconds)', () => {
     const sentAt = Date.now();
     await layer.send('exp', { type: 'old' });
     await layer.send('exp.other', { type: 'old' });
-    await waitFor(
-      () => layer.stats().expired === 2 && layer.activeChannels === 0,
-      'both messages to expire',
-    );
+    await waitFor(() => layer.stats().expired === 2 && layer.activeChannels === 0, {
+      what: 'both messages to expire',
+    });
     assert.ok(Date.now() - sentAt >= 100, 'not before 0.1 s');
     await layer.send('exp', { type: 'new' });
     assert.deepEqual(await layer.receive('exp'), { type: 'new' });
@@ -262,7 +246,7 @@ describe('expiry (fractional seconds)', () => {
     const layer = makeLayer({ expiry: 0.1, capacity: 1 });
     await layer.send('exp.cap', { type: 'first' });
     await assert.rejects(layer.send('exp.cap', { type: 'second' }), ChannelFull);
-    await waitFor(() => layer.stats().expired === 1, 'the first message to expire');
+    await waitFor(() => layer.stats().expired === 1, { what: 'the first message to expire' });
     await layer.send('exp.cap', { type: 'third' });
     assert.deepEqual(await layer.receive('exp.cap'), { type: 'third' });
   });
@@ -270,7 +254,7 @@ describe('expiry (fractional seconds)', () => {
   it('a receive started after expiry does not get the expired message', async () => {
     const layer = makeLayer({ expiry: 0.1 });
     await layer.send('exp.r', { type: 'stale' });
-    await waitFor(() => layer.stats().expired === 1, 'expiry');
+    await waitFor(() => layer.stats().expired === 1, { what: 'expiry' });
     const r = track(layer.receive('exp.r'));
     await turn();
     assert.equal(r.settled, false);
@@ -288,11 +272,14 @@ describe('expiry (fractional seconds)', () => {
     }
     assert.deepEqual(await layer.receive('gexp.member'), { type: 'while-member', n: 0 });
     let probes = 0;
-    await waitFor(async () => {
-      const before = layer.stats().groupDeliveries;
-      await layer.groupSend('gexp', { type: 'probe', n: ++probes });
-      return layer.stats().groupDeliveries === before;
-    }, 'the membership to expire');
+    await waitFor(
+      async () => {
+        const before = layer.stats().groupDeliveries;
+        await layer.groupSend('gexp', { type: 'probe', n: ++probes });
+        return layer.stats().groupDeliveries === before;
+      },
+      { what: 'the membership to expire' },
+    );
     assert.ok(Date.now() - addedAt >= 100, 'not before 0.1 s');
     await layer.send('gexp.member', { type: 'marker', n: -1 });
     // Every probe sent while a member arrives, in order; the one after expiry does not.
@@ -312,10 +299,10 @@ describe('expiry (fractional seconds)', () => {
     const layer = makeLayer({ groupExpiry: 1 });
     const t0 = Date.now();
     await layer.groupAdd('refresh', 'refresh.c');
-    await waitFor(() => Date.now() - t0 >= 600, '0.6 s');
+    await waitFor(() => Date.now() - t0 >= 600, { what: '0.6 s' });
     const readdedAt = Date.now();
     await layer.groupAdd('refresh', 'refresh.c');
-    await waitFor(() => Date.now() - t0 >= 1200, '1.2 s');
+    await waitFor(() => Date.now() - t0 >= 1200, { what: '1.2 s' });
     const checkedAt = Date.now();
     await layer.groupSend('refresh', { type: 'still-member' });
     if (checkedAt - readdedAt >= 1000) return t.skip('event loop stalled for too long to tell');
@@ -839,7 +826,7 @@ describe('bounded memory', () => {
     const layer = makeLayer({ expiry: 0.1 });
     for (let i = 0; i < 500; i++) await layer.send(`meme.${i}`, { type: 't' });
     assert.equal(layer.activeChannels, 500);
-    await waitFor(() => layer.activeChannels === 0, 'expired channels to be dropped');
+    await waitFor(() => layer.activeChannels === 0, { what: 'expired channels to be dropped' });
     assert.equal(layer.stats().expired, 500);
   });
 
@@ -852,7 +839,7 @@ describe('bounded memory', () => {
     for (let i = 0; i < 100; i++) await layer.send(`memv.${i}`, { type: 't' });
     await Promise.all(waits);
     assert.equal(layer.activeChannels, 0);
-    await waitFor(() => entries() === 0, 'entries of emptied channels to be dropped');
+    await waitFor(() => entries() === 0, { what: 'entries of emptied channels to be dropped' });
   });
 
   it('... after deleteChannel and flush', async () => {
@@ -924,7 +911,7 @@ describe('stats', () => {
     await layer.groupAdd('g', 's.b');
     await layer.groupSend('g', { type: 't' }); // groupSends 1, deliveries 2
     await layer.groupSend('g', { type: 't' }); // groupSends 2, dropped 2
-    await waitFor(() => layer.stats().expired === 2, 'the group messages to expire');
+    await waitFor(() => layer.stats().expired === 2, { what: 'the group messages to expire' });
     const s = layer.stats();
     assert.equal(s.sent, 1);
     assert.equal(s.received, 1);

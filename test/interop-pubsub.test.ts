@@ -9,8 +9,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { RedisPubSubChannelLayer } from '../lib/index.ts';
-import { redisCommand, waitFor } from './harness/redis.ts';
+import { redisCommand } from './harness/redis.ts';
 import { type PyLayer, redisAndPeer, soon } from './interop/peer.ts';
+import { waitFor } from './harness/wait.ts';
 
 const env = redisAndPeer(2);
 

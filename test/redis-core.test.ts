@@ -36,6 +36,7 @@ import {
 } from '../lib/index.ts';
 import { crc32Placement } from '../lib/redis/placement.ts';
 import { freePort, startRedis, type RedisGroup } from './harness/redis.ts';
+import { receiveOrNothing, waitFor } from './harness/wait.ts';
 
 setMaxListeners(0);
 
@@ -71,18 +72,6 @@ function framed(message: Record<string, unknown>): Buffer {
   return Buffer.concat([randomBytes(12), Buffer.from(msgpackEncode(message))]);
 }
 
-async function waitFor(
-  cond: () => boolean | Promise<boolean>,
-  what: string,
-  timeoutMs = 10_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await delay(5);
-  }
-}
-
 /** Resolves with the error a promise rejects with; fails if it resolves. */
 async function rejection(promise: Promise<unknown>): Promise<Error> {
   try {
@@ -91,20 +80,6 @@ async function rejection(promise: Promise<unknown>): Promise<Error> {
     return err as Error;
   }
   assert.fail('expected a rejection');
-}
-
-/** Receive that gives up after `ms` (for asserting that nothing arrives). */
-async function receiveOrNothing(
-  layer: RedisChannelLayer,
-  channel: string,
-  ms = 300,
-): Promise<Message | undefined> {
-  try {
-    return await layer.receive(channel, { signal: AbortSignal.timeout(ms) });
-  } catch (err) {
-    if ((err as Error).name === 'TimeoutError') return undefined;
-    throw err;
-  }
 }
 
 /** A newChannel of `layer` whose queue is on shard `shard` (varying the prefix). */
@@ -789,8 +764,10 @@ describe('RedisChannelLayer: semantics', () => {
     // Start the reader with a receive on another channel of the same queue.
     const waiting = layer.receive(busy);
     await layer.send(quiet, { type: 'm', seq: 0 });
-    await waitFor(async () => (await client.zcard(key)) === 0, 'the reader to take the message');
-    await waitFor(() => layer.stats().expired === 1, 'the buffered message to expire');
+    await waitFor(async () => (await client.zcard(key)) === 0, {
+      what: 'the reader to take the message',
+    });
+    await waitFor(() => layer.stats().expired === 1, { what: 'the buffered message to expire' });
 
     const layer2 = makeLayer({ hosts: three.urls, prefix, capacity: 5 });
     const ch = await layer2.newChannel();
@@ -799,13 +776,14 @@ describe('RedisChannelLayer: semantics', () => {
     const other = layer2.receive(await layer2.newChannel());
     for (let round = 0; round < 2; round++) {
       for (let i = 0; i < 5; i++) await layer2.send(ch, { type: 'm', seq: round * 5 + i });
-      await waitFor(
-        async () => (await client2.zcard(key2)) === 0,
-        'the reader to buffer the batch',
-      );
+      await waitFor(async () => (await client2.zcard(key2)) === 0, {
+        what: 'the reader to buffer the batch',
+      });
     }
     // The queue is empty once Redis ran the pop; the reply reaches the layer a moment later.
-    await waitFor(() => (layer2.stats().localDropped ?? 0) >= 5, 'the oldest 5 to be dropped');
+    await waitFor(() => (layer2.stats().localDropped ?? 0) >= 5, {
+      what: 'the oldest 5 to be dropped',
+    });
     assert.equal(layer2.stats().localDropped, 5);
     for (let seq = 5; seq < 10; seq++) assert.equal(((await layer2.receive(ch)) as Seq).seq, seq);
     await layer.send(busy, { type: 'end', seq: 0 });
@@ -1157,7 +1135,9 @@ describe('RedisChannelLayer: semantics', () => {
       assert.deepEqual(await greedy.receive('work'), { type: 'm', seq });
     // Then it stops receiving: whatever it prefetched is back in Redis shortly, with an expiry,
     // in order for another consumer.
-    await waitFor(async () => (await client.zcard(key)) === 40, 'the prefetch to be given back');
+    await waitFor(async () => (await client.zcard(key)) === 40, {
+      what: 'the prefetch to be given back',
+    });
     assert.ok((await client.pttl(key)) > 0);
     for (let seq = 60; seq < 100; seq++)
       assert.deepEqual(await other.receive('work'), { type: 'm', seq });
@@ -1196,7 +1176,7 @@ describe('RedisChannelLayer: semantics', () => {
     await waitFor(
       async () =>
         /name=chanlayer:blocking .*cmd=bzpopmin/.test(String(await client.call('CLIENT', 'LIST'))),
-      'the reader to block',
+      { what: 'the reader to block' },
     );
     const second = layer.receive('second-key');
     const start = performance.now();

@@ -32,11 +32,11 @@ import {
   freePort,
   redisCommand,
   startRedis,
-  waitFor,
   type RedisGroup,
   type RedisServer,
 } from './harness/redis.ts';
 import { startProxy, type RedisProxy } from './harness/proxy.ts';
+import { waitFor, within } from './harness/wait.ts';
 
 const INDEX_URL = pathToFileURL(path.join(import.meta.dirname, '..', 'lib', 'index.ts')).href;
 
@@ -73,21 +73,6 @@ async function numsub(server: RedisServer, name: string): Promise<number> {
 
 async function pubsubChannels(server: RedisServer, pattern = '*'): Promise<string[]> {
   return ((await redisCommand(server.port, ['PUBSUB', 'CHANNELS', pattern])) as string[]).sort();
-}
-
-/** Rejects with a clear message instead of hanging until the test timeout. */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** channels_redis placement: floor((crc32(name) & 0xFFF) / (4096 / n)). */

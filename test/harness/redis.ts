@@ -16,6 +16,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort, LOOPBACK } from './ports.ts';
+import { waitFor } from './wait.ts';
 
 export { freePort, LOOPBACK };
 
@@ -381,27 +382,6 @@ export function toMap(reply: Reply): Record<string, string> {
   const flat = Array.isArray(reply) ? reply : [];
   for (let i = 0; i + 1 < flat.length; i += 2) out[String(flat[i])] = String(flat[i + 1]);
   return out;
-}
-
-/** Poll `check` until it returns true; rejects after `timeoutMs` naming `what`. */
-export async function waitFor(
-  check: () => boolean | Promise<boolean>,
-  { timeoutMs = START_TIMEOUT_MS, intervalMs = 20, what = 'condition' } = {},
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      if (await check()) return;
-    } catch (err) {
-      lastError = err;
-    }
-    if (Date.now() > deadline) {
-      const why = lastError instanceof Error ? ` (last error: ${lastError.message})` : '';
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${why}`);
-    }
-    await sleep(intervalMs);
-  }
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
