@@ -22,6 +22,7 @@
  *   every acquire still waiting for its confirmation.
  */
 import type { Redis } from 'ioredis';
+import { replaceSubscriptionSet } from './ioredis-internals.ts';
 import type { Shard } from './shard.ts';
 
 /** Names per SUBSCRIBE command when resubscribing, so no single command is huge. */
@@ -52,15 +53,11 @@ const NO_NAME_COPIES = {
 
 /**
  * Swaps the SubscriptionSet ioredis creates when a connection enters subscriber mode for
- * NO_NAME_COPIES (ioredis internals, guarded: a no-op if they change). Called as SUBSCRIBEs are
- * confirmed, so a set holds at most the names of one batch of replies before it is dropped.
+ * NO_NAME_COPIES (ioredis-internals.ts). Called as SUBSCRIBEs are confirmed, so a set holds at
+ * most the names of one batch of replies before it is dropped.
  */
 function dropNameCopies(client: Redis): void {
-  const condition = (client as unknown as { condition?: { subscriber?: unknown } }).condition;
-  const set = condition?.subscriber as { add?: unknown } | false | undefined;
-  if (set && set !== NO_NAME_COPIES && typeof set.add === 'function') {
-    condition!.subscriber = NO_NAME_COPIES;
-  }
+  replaceSubscriptionSet(client, NO_NAME_COPIES);
 }
 const resolved: Promise<void> = Promise.resolve();
 
