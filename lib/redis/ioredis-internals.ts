@@ -17,6 +17,7 @@ export const supported = {
   sentinelIterator: true,
   readyCheck: true,
   subscriptionSet: true,
+  flushQueue: true,
 };
 
 /** The private fields read or written, as ioredis 5.11 declares them. */
@@ -30,6 +31,8 @@ interface Internals {
   connector?: { sentinelIterator?: { sentinels?: SentinelAddress[]; cursor?: number } };
   /** Run on every connect before 'ready'; for Sentinel, its `role` is checked against 'master'. */
   _readyCheck?: (callback: ReadyCallback) => void;
+  /** Rejects every queued command (offline queue and commands awaiting replies). */
+  flushQueue?: (error: Error) => void;
   /** `subscriber`: the SubscriptionSet of a connection in subscriber mode, else false. */
   condition?: { subscriber?: unknown } | null;
 }
@@ -138,6 +141,25 @@ export function replaceSubscriptionSet(client: Redis, standIn: object): void {
   }
   const set = condition.subscriber as { add?: unknown } | false | undefined;
   if (set && set !== standIn && typeof set.add === 'function') condition.subscriber = standIn;
+}
+
+/**
+ * Rejects the commands `client` holds: after `disconnect()` a client that was waiting out a
+ * backoff has no socket left to close, so ioredis never settles its offline queue — the
+ * commands would hang and their `commandTimeout` timers hold the process after close().
+ * Needed only for a client that can queue while reconnecting: with `enableOfflineQueue: false`
+ * and `maxRetriesPerRequest: 0` (the layers' command connections) nothing is left queued (the
+ * test measures it); the subscriber (`maxRetriesPerRequest: 0`) writes only when ready and the
+ * blocking connection never reconnects. Relies on `flushQueue`; without it such commands hang
+ * until their timeout.
+ */
+export function flushQueued(client: Redis, error: Error): void {
+  const state = internals(client);
+  if (typeof state.flushQueue !== 'function') {
+    supported.flushQueue = false;
+    return;
+  }
+  state.flushQueue(error);
 }
 
 /**

@@ -22,7 +22,13 @@ import { AuthenticationError, ConnectionError, errorMessage, RedisTooOld } from 
 import { deadline } from '../deadline.ts';
 import { serverHello, useHelloReadyCheck } from './hello.ts';
 import type { ShardSpec } from './hosts.ts';
-import { askSentinelsFirst, ERROR_TEXT, reconnectNow, socketOf } from './ioredis-internals.ts';
+import {
+  askSentinelsFirst,
+  ERROR_TEXT,
+  flushQueued,
+  reconnectNow,
+  socketOf,
+} from './ioredis-internals.ts';
 import { SentinelWatch, type MasterAddress, type MasterSwitch } from './sentinel-watch.ts';
 
 export type Role = 'command' | 'blocking' | 'subscriber';
@@ -53,16 +59,14 @@ export function reconnectDelay(attempt: number): number {
 }
 
 /**
- * `disconnect()`, and settle what it leaves pending: a client waiting to reconnect has no socket
- * to close, so ioredis never rejects its queued commands — they would hang, and their
- * `commandTimeout` timers would keep the process alive after close().
+ * `disconnect()`, and settle what it leaves pending: a client waiting to reconnect with an
+ * offline queue keeps its queued commands, which would hang (ioredis-internals.ts,
+ * flushQueued). Only a command connection without `failFast` can hold any by then.
  */
 function hangUp(client: Redis): void {
   client.disconnect();
-  if (client.status === 'reconnecting') {
-    (client as unknown as { flushQueue(err: Error): void }).flushQueue(
-      new Error('Connection is closed.'),
-    );
+  if (client.status === 'reconnecting' && client.options.enableOfflineQueue) {
+    flushQueued(client, new Error('Connection is closed.'));
   }
 }
 
