@@ -12,6 +12,7 @@
  * master. The check keeps that role verification, through HELLO.
  */
 import { Command, type Redis } from 'ioredis';
+import { replaceReadyCheck } from './ioredis-internals.ts';
 
 export interface ServerHello {
   /** `[major, minor]`, if the server said. */
@@ -70,21 +71,17 @@ export async function serverHello(client: Redis): Promise<ServerHello> {
   };
 }
 
-type ReadyCallback = (err: Error | null, info?: Record<string, string>) => void;
-
 /**
- * Replaces `client`'s ready check (ioredis internals, guarded: a no-op if they change) by a
- * HELLO, whose role the Sentinel connector verifies as it does INFO's. What it loses: INFO's
- * `loading` flag — a server still loading its dataset answers LOADING, which every path here
- * already treats as connection trouble to retry (reader) or report (commands).
+ * Replaces `client`'s ready check (ioredis-internals.ts) by a HELLO, whose role the Sentinel
+ * connector verifies as it does INFO's. What it loses: INFO's `loading` flag — a server still
+ * loading its dataset answers LOADING, which every path here already treats as connection
+ * trouble to retry (reader) or report (commands).
  */
 export function useHelloReadyCheck(client: Redis): void {
-  const internals = client as unknown as { _readyCheck?: (callback: ReadyCallback) => void };
-  if (typeof internals._readyCheck !== 'function') return;
-  internals._readyCheck = (callback: ReadyCallback): void => {
+  replaceReadyCheck(client, (callback) => {
     serverHello(client).then(
       ({ role }) => callback(null, role ? { role } : {}),
       (err: unknown) => callback(err instanceof Error ? err : new Error(String(err))),
     );
-  };
+  });
 }

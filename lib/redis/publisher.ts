@@ -10,8 +10,7 @@
  * through a nextTick callback and two more promises.
  */
 import { Command, type Redis } from 'ioredis';
-
-type Socket = Redis['stream'];
+import { socketOf, type Socket } from './ioredis-internals.ts';
 
 export class Publisher {
   /** The socket corked in this turn, uncorked on the next tick. */
@@ -29,7 +28,7 @@ export class Publisher {
    * `client.publish` (failFast: no offline queue; `commandTimeout` applies).
    */
   publish(name: string, payload: Buffer): Promise<unknown> {
-    const socket = this.client.stream;
+    const socket = socketOf(this.client);
     if (this.corked === undefined && socket?.writable) {
       socket.cork();
       this.corked = socket;

@@ -22,6 +22,13 @@ import { AuthenticationError, ConnectionError, errorMessage, RedisTooOld } from 
 import { deadline } from '../deadline.ts';
 import { serverHello, useHelloReadyCheck } from './hello.ts';
 import type { ShardSpec } from './hosts.ts';
+import {
+  askSentinelsFirst,
+  ERROR_TEXT,
+  flushQueued,
+  reconnectNow,
+  socketOf,
+} from './ioredis-internals.ts';
 import { SentinelWatch, type MasterAddress, type MasterSwitch } from './sentinel-watch.ts';
 
 export type Role = 'command' | 'blocking' | 'subscriber';
@@ -52,16 +59,14 @@ export function reconnectDelay(attempt: number): number {
 }
 
 /**
- * `disconnect()`, and settle what it leaves pending: a client waiting to reconnect has no socket
- * to close, so ioredis never rejects its queued commands — they would hang, and their
- * `commandTimeout` timers would keep the process alive after close().
+ * `disconnect()`, and settle what it leaves pending: a client waiting to reconnect with an
+ * offline queue keeps its queued commands, which would hang (ioredis-internals.ts,
+ * flushQueued). Only a command connection without `failFast` can hold any by then.
  */
 function hangUp(client: Redis): void {
   client.disconnect();
-  if (client.status === 'reconnecting') {
-    (client as unknown as { flushQueue(err: Error): void }).flushQueue(
-      new Error('Connection is closed.'),
-    );
+  if (client.status === 'reconnecting' && client.options.enableOfflineQueue) {
+    flushQueued(client, new Error('Connection is closed.'));
   }
 }
 
@@ -75,19 +80,10 @@ function reconnectOnReadonly(err: Error): 1 | false {
   return /READONLY/.test(err.message) ? 1 : false;
 }
 
-/** ioredis internals touched to follow a switch at once (guarded: a no-op if they change). */
-interface ClientInternals {
-  reconnectTimeout?: NodeJS.Timeout | null;
-  connector?: {
-    sentinelIterator?: { sentinels?: Array<{ host?: string; port?: number }>; cursor?: number };
-  };
-  stream?: { remoteAddress?: string; remotePort?: number };
-}
-
 function remoteOf(client: Redis): MasterAddress | undefined {
-  const stream = (client as unknown as ClientInternals).stream;
-  if (!stream?.remoteAddress || !stream.remotePort) return undefined;
-  return { host: stream.remoteAddress, port: stream.remotePort };
+  const socket = socketOf(client);
+  if (!socket?.remoteAddress || !socket.remotePort) return undefined;
+  return { host: socket.remoteAddress, port: socket.remotePort };
 }
 
 const sameAddress = (a: MasterAddress | undefined, b: MasterAddress | undefined): boolean =>
@@ -239,15 +235,18 @@ export class Shard extends EventEmitter {
     const message = errorMessage(err);
     const lost = (what: string): ConnectionError =>
       new ConnectionError(`${this.where} ${what}`, this.index, { cause: err });
-    if (message === 'Command timed out') {
+    if (message === ERROR_TEXT.commandTimeout) {
       return lost(`did not answer within ${this.opts.commandTimeoutMs} ms`);
     }
-    if (message.includes('max retries per request') || message.startsWith('Connection is closed')) {
+    if (
+      message.includes(ERROR_TEXT.maxRetries) ||
+      message.startsWith(ERROR_TEXT.connectionClosed)
+    ) {
       return lost(
         `lost its connection while ${command} was in flight (it may or may not have run)`,
       );
     }
-    if (message.includes("Stream isn't writeable")) {
+    if (message.includes(ERROR_TEXT.notWritable)) {
       return this.unreachable('not connected');
     }
     if (message.startsWith('READONLY')) {
@@ -369,24 +368,14 @@ export class Shard extends EventEmitter {
     this.preferredSentinel = change.sentinel;
     this.emit('switch', change);
     for (const client of this.clients) {
-      const internals = client as unknown as ClientInternals;
-      const iterator = internals.connector?.sentinelIterator;
-      if (iterator && Array.isArray(iterator.sentinels)) {
-        const first = iterator.sentinels.filter((s) => sameAddress(toAddress(s), change.sentinel));
-        const rest = iterator.sentinels.filter((s) => !sameAddress(toAddress(s), change.sentinel));
-        iterator.sentinels = [...first, ...rest];
-        iterator.cursor = 0;
-      }
-      if (client.status === 'reconnecting' && internals.reconnectTimeout) {
-        // Waiting out a backoff: go now.
-        clearTimeout(internals.reconnectTimeout);
-        internals.reconnectTimeout = null;
-        client.connect().catch(() => {});
-      } else if (
+      askSentinelsFirst(client, (s) => sameAddress(toAddress(s), change.sentinel));
+      // Waiting out a backoff: it goes now (reconnectNow). Still talking to the old master
+      // (alive but demoted): reconnect.
+      if (
+        !reconnectNow(client) &&
         (client.status === 'ready' || client.status === 'connect') &&
         !sameAddress(remoteOf(client), change.to)
       ) {
-        // Still talking to the old master (alive but demoted): reconnect.
         client.disconnect(true);
       }
       // 'connecting': the attempt under way fails or succeeds; a retry after it is immediate.

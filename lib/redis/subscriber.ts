@@ -22,6 +22,7 @@
  *   every acquire still waiting for its confirmation.
  */
 import type { Redis } from 'ioredis';
+import { replaceSubscriptionSet } from './ioredis-internals.ts';
 import type { Shard } from './shard.ts';
 
 /** Names per SUBSCRIBE command when resubscribing, so no single command is huge. */
@@ -52,15 +53,11 @@ const NO_NAME_COPIES = {
 
 /**
  * Swaps the SubscriptionSet ioredis creates when a connection enters subscriber mode for
- * NO_NAME_COPIES (ioredis internals, guarded: a no-op if they change). Called as SUBSCRIBEs are
- * confirmed, so a set holds at most the names of one batch of replies before it is dropped.
+ * NO_NAME_COPIES (ioredis-internals.ts). Called as SUBSCRIBEs are confirmed, so a set holds at
+ * most the names of one batch of replies before it is dropped.
  */
 function dropNameCopies(client: Redis): void {
-  const condition = (client as unknown as { condition?: { subscriber?: unknown } }).condition;
-  const set = condition?.subscriber as { add?: unknown } | false | undefined;
-  if (set && set !== NO_NAME_COPIES && typeof set.add === 'function') {
-    condition!.subscriber = NO_NAME_COPIES;
-  }
+  replaceSubscriptionSet(client, NO_NAME_COPIES);
 }
 const resolved: Promise<void> = Promise.resolve();
 
@@ -96,22 +93,19 @@ export class Subscriptions {
   ) {
     // autoResubscribe off: resubscribing is ours (resolves the pending acquires). The ready
     // check stays on (HELLO before any SUBSCRIBE: see above; Sentinel: the role is checked).
+    // maxRetriesPerRequest 0: ioredis rejects the (UN)SUBSCRIBEs in flight, or queued in the
+    // moment the socket is gone but the close not yet handled, as the connection drops (it
+    // would otherwise leave them unsettled, nothing being resent) — `wanted` is resubscribed
+    // on 'ready' instead.
     this.client = shard.connect('subscriber', {
       autoResubscribe: false,
       autoResendUnfulfilledCommands: false,
+      maxRetriesPerRequest: 0,
     });
     this.client.on('messageBuffer', onMessage);
     // Before the shard's own 'ready' listener, which reports 'up': the layer then awaits
     // `resubscribed()` of this very connection.
     this.client.prependListener('ready', () => this.subscribeAll());
-    // In-flight (UN)SUBSCRIBEs of a dropped connection: reject them now. ioredis would leave
-    // them unsettled (nothing resent) — `wanted` is resubscribed on 'ready' instead.
-    this.client.on('close', () => {
-      (this.client as unknown as { flushQueue(err: Error, o: object): void }).flushQueue(
-        new Error('Connection is closed.'),
-        { offlineQueue: false },
-      );
-    });
   }
 
   /** Adds a holder of `name`; resolves once Redis confirmed the subscription. */

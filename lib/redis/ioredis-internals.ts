@@ -1,0 +1,179 @@
+/**
+ * Every ioredis internal chanlayer touches, in one place (ioredis is pinned to an exact version:
+ * docs/architecture.md). Each accessor says what it relies on and what would silently stop
+ * without it; each is guarded — if the internal is missing it falls back to the safe behaviour
+ * and clears its `supported` flag, which test/ioredis-internals.test.ts asserts along with the
+ * effect, so an upgrade that renames one fails that test instead of degrading quietly.
+ *
+ * Public ioredis API used the usual way is not listed here (`Command`, `sendCommand`, options).
+ */
+import type { Redis } from 'ioredis';
+
+/** False once an accessor met a client without the internal it needs (the fallback ran). */
+export const supported = {
+  autoPipeline: true,
+  socket: true,
+  reconnectTimer: true,
+  sentinelIterator: true,
+  readyCheck: true,
+  subscriptionSet: true,
+  flushQueue: true,
+};
+
+/** The private fields read or written, as ioredis 5.11 declares them. */
+interface Internals {
+  /** Auto-pipelines per slot collecting commands (sent on setImmediate). */
+  _autoPipelines?: Map<string, unknown>;
+  /** Slots whose auto-pipeline is written and awaiting replies. */
+  _runningAutoPipelines?: Set<string>;
+  /** The backoff timer of a 'reconnecting' client. */
+  reconnectTimeout?: NodeJS.Timeout | null;
+  connector?: { sentinelIterator?: { sentinels?: SentinelAddress[]; cursor?: number } };
+  /** Run on every connect before 'ready'; for Sentinel, its `role` is checked against 'master'. */
+  _readyCheck?: (callback: ReadyCallback) => void;
+  /** Rejects every queued command (offline queue and commands awaiting replies). */
+  flushQueue?: (error: Error) => void;
+  /** `subscriber`: the SubscriptionSet of a connection in subscriber mode, else false. */
+  condition?: { subscriber?: unknown } | null;
+}
+
+const internals = (client: Redis): Internals => client as unknown as Internals;
+
+export type Socket = Redis['stream'];
+export type SentinelAddress = { host?: string; port?: number };
+export type ReadyCallback = (err: Error | null, info?: Record<string, string>) => void;
+
+/**
+ * True when no auto-pipelined command of `client` is collecting or awaiting its replies (only
+ * then may a command be written past the auto-pipeline without overtaking one issued earlier).
+ * Relies on `_autoPipelines` / `_runningAutoPipelines` (the public `autoPipelineQueueSize` sees
+ * only the first). Without them: false, so writeDirect never bypasses — correct but slower.
+ */
+export function autoPipelineIdle(client: Redis): boolean {
+  const { _autoPipelines: queued, _runningAutoPipelines: running } = internals(client);
+  if (queued === undefined || running === undefined) {
+    supported.autoPipeline = false;
+    return false;
+  }
+  return queued.size === 0 && running.size === 0;
+}
+
+/**
+ * The socket ioredis writes `client`'s commands into (`client.stream`, declared `@ignore`):
+ * corked by the publisher and writeDirect to batch writes, and its remote address tells which
+ * server a Sentinel connection reached. Undefined before the first connect or if it is gone.
+ */
+export function socketOf(client: Redis): Socket | undefined {
+  if (!('stream' in client)) {
+    supported.socket = false;
+    return undefined;
+  }
+  return client.stream ?? undefined;
+}
+
+/**
+ * A client waiting out its reconnect backoff reconnects now (after a `+switch-master` the new
+ * master is known to be there). Relies on `reconnectTimeout`; without it, true is never
+ * returned and the client reconnects when its (short: Shard.retryDelay) backoff ends — the
+ * fast failover would silently lose up to that delay.
+ */
+export function reconnectNow(client: Redis): boolean {
+  const state = internals(client);
+  if (!('reconnectTimeout' in state)) {
+    supported.reconnectTimer = false;
+    return false;
+  }
+  if (client.status !== 'reconnecting' || !state.reconnectTimeout) return false;
+  clearTimeout(state.reconnectTimeout);
+  state.reconnectTimeout = null;
+  client.connect().catch(() => {});
+  return true;
+}
+
+/**
+ * Makes a Sentinel client ask the sentinels `first` picks before the others on its next
+ * connect (the one that announced a switch knows the new master). Relies on
+ * `connector.sentinelIterator` (`sentinels`, `cursor`); without it the client keeps its order
+ * and may first be sent to the old master by a sentinel that has not heard yet.
+ */
+export function askSentinelsFirst(
+  client: Redis,
+  first: (sentinel: SentinelAddress) => boolean,
+): void {
+  const iterator = internals(client).connector?.sentinelIterator;
+  if (!iterator || !Array.isArray(iterator.sentinels)) {
+    if (client.options.sentinels?.length) supported.sentinelIterator = false;
+    return;
+  }
+  iterator.sentinels = [
+    ...iterator.sentinels.filter(first),
+    ...iterator.sentinels.filter((s) => !first(s)),
+  ];
+  iterator.cursor = 0;
+}
+
+/**
+ * Replaces ioredis's per-connection ready check (which asks INFO: refused to a least-privilege
+ * ACL user, then a console warning per connect and, on Sentinel, no master check) by `check`,
+ * whose `role` the Sentinel connector verifies as it does INFO's. Relies on `_readyCheck`;
+ * without it ioredis's own check runs (warnings under such a user; correct otherwise).
+ */
+export function replaceReadyCheck(client: Redis, check: (callback: ReadyCallback) => void): void {
+  const state = internals(client);
+  if (typeof state._readyCheck !== 'function') {
+    supported.readyCheck = false;
+    return;
+  }
+  state._readyCheck = check;
+}
+
+/**
+ * Swaps the SubscriptionSet of a connection in subscriber mode for `standIn` (only if there is
+ * a real set to swap: being truthy is what keeps ioredis in subscriber mode). Relies on
+ * `condition.subscriber`; without it ioredis keeps its own copy of every subscribed name —
+ * correct, but ≈ 120 bytes more per channel.
+ */
+export function replaceSubscriptionSet(client: Redis, standIn: object): void {
+  const condition = internals(client).condition;
+  if (!condition || !('subscriber' in condition)) {
+    supported.subscriptionSet = false;
+    return;
+  }
+  const set = condition.subscriber as { add?: unknown } | false | undefined;
+  if (set && set !== standIn && typeof set.add === 'function') condition.subscriber = standIn;
+}
+
+/**
+ * Rejects the commands `client` holds: after `disconnect()` a client that was waiting out a
+ * backoff has no socket left to close, so ioredis never settles its offline queue — the
+ * commands would hang and their `commandTimeout` timers hold the process after close().
+ * Needed only for a client that can queue while reconnecting: with `enableOfflineQueue: false`
+ * and `maxRetriesPerRequest: 0` (the layers' command connections) nothing is left queued (the
+ * test measures it); the subscriber (`maxRetriesPerRequest: 0`) writes only when ready and the
+ * blocking connection never reconnects. Relies on `flushQueue`; without it such commands hang
+ * until their timeout.
+ */
+export function flushQueued(client: Redis, error: Error): void {
+  const state = internals(client);
+  if (typeof state.flushQueue !== 'function') {
+    supported.flushQueue = false;
+    return;
+  }
+  state.flushQueue(error);
+}
+
+/**
+ * ioredis's error texts (its errors have no codes), matched to tell connection trouble from a
+ * Redis reply. Checked against a real client by the test: a changed text would otherwise turn
+ * a dropped connection into an unexplained error.
+ */
+export const ERROR_TEXT = {
+  /** `commandTimeout` elapsed. */
+  commandTimeout: 'Command timed out',
+  /** Rejected by close or disconnect (also 'Connection is closed.' on a closed client). */
+  connectionClosed: 'Connection is closed',
+  /** `enableOfflineQueue: false` and not connected. */
+  notWritable: "Stream isn't writeable",
+  /** Flushed by `maxRetriesPerRequest` on a reconnect (MaxRetriesPerRequestError). */
+  maxRetries: 'max retries per request',
+} as const;
