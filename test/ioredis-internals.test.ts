@@ -24,7 +24,8 @@ import {
   supported,
 } from '../lib/redis/ioredis-internals.ts';
 import { startProxy, type RedisProxy } from './harness/proxy.ts';
-import { redisCommand, startRedis, waitFor, type RedisGroup } from './harness/redis.ts';
+import { redisCommand, startRedis, type RedisGroup } from './harness/redis.ts';
+import { waitFor } from './harness/wait.ts';
 
 let redis: RedisGroup;
 let port: number;
