@@ -50,20 +50,31 @@ test(
 );
 
 test(
-  'runtime dependencies are exactly the packages the built library imports',
+  'dependencies are exactly what the built package imports, and the types its .d.ts need',
   { skip: !existsSync(join(root, 'dist/index.js')) && 'run npm run build first' },
   () => {
-    const imported = new Set<string>();
+    const needed = new Set<string>();
+    const packageOf = (spec: string): string => {
+      const parts = spec.split('/');
+      return spec.startsWith('@') ? `${parts[0]}/${parts[1]}` : parts[0]!;
+    };
+    /** A package without its own typings is typed by `@types/<name>`. */
+    const typesOf = (name: string): string => {
+      const pkg = JSON.parse(
+        readFileSync(join(root, 'node_modules', name, 'package.json'), 'utf8'),
+      ) as { types?: string; typings?: string };
+      return pkg.types || pkg.typings ? name : `@types/${name}`;
+    };
     const walk = (dir: string): void => {
       for (const entry of readdirSync(dir, { withFileTypes: true })) {
         const path = join(dir, entry.name);
         if (entry.isDirectory()) walk(path);
-        else if (entry.name.endsWith('.js')) {
-          for (const [, spec] of readFileSync(path, 'utf8').matchAll(/from '([^'.][^']*)'/g)) {
-            if (spec!.startsWith('node:')) continue;
-            const parts = spec!.split('/');
-            imported.add(spec!.startsWith('@') ? `${parts[0]}/${parts[1]}` : parts[0]!);
-          }
+        const declaration = entry.name.endsWith('.d.ts');
+        if (!declaration && !entry.name.endsWith('.js')) continue;
+        for (const [, spec] of readFileSync(path, 'utf8').matchAll(/from '([^'.][^']*)'/g)) {
+          if (spec!.startsWith('node:')) continue;
+          const name = packageOf(spec!);
+          needed.add(declaration ? typesOf(name) : name);
         }
       }
     };
@@ -71,6 +82,6 @@ test(
     const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
       dependencies: Record<string, string>;
     };
-    assert.deepEqual([...imported].sort(), Object.keys(pkg.dependencies).sort());
+    assert.deepEqual([...needed].sort(), Object.keys(pkg.dependencies).sort());
   },
 );
