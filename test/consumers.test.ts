@@ -16,6 +16,7 @@ import {
   type Message,
 } from '../lib/index.ts';
 import { redisCommand, startRedis, type RedisGroup } from './harness/redis.ts';
+import type { ExpiringMemberships } from '../lib/memberships.ts';
 
 type Chat = { type: 'chat.message'; text: string };
 type Joined = { type: 'user.joined'; who: string };
@@ -66,7 +67,7 @@ function recordingLogger(): ConsumerLogger & {
 
 /** Group membership as the in-memory layer holds it (test-only peek). */
 function groupCount(layer: InMemoryChannelLayer): number {
-  return (layer as unknown as { groups: Map<string, Map<string, number>> }).groups.size;
+  return (layer as unknown as { groups: ExpiringMemberships }).groups.names().length;
 }
 
 describe('Consumer dispatch', () => {

@@ -26,6 +26,7 @@ import {
   type Routes,
 } from '../lib/index.ts';
 import { startRedis, type RedisGroup } from './harness/redis.ts';
+import type { ExpiringMemberships } from '../lib/memberships.ts';
 
 interface Served {
   url: string;
@@ -92,7 +93,7 @@ function deferred<T = void>(): { promise: Promise<T>; resolve(v: T): void } {
 }
 
 function groupCount(layer: InMemoryChannelLayer): number {
-  return (layer as unknown as { groups: Map<string, unknown> }).groups.size;
+  return (layer as unknown as { groups: ExpiringMemberships }).groups.names().length;
 }
 
 function quietLogger(): { lines: string[]; warn(m: string): void; error(m: string): void } {
