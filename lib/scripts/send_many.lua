@@ -4,12 +4,12 @@
 -- The messages of a key travel as one packed string instead of two arguments each: that is
 -- what most of the client's cost per message was (building and writing each argument).
 --
--- KEYS[j]        channel key j (each key once)
--- ARGV[1]        key TTL in milliseconds (PEXPIRE; expiry may be fractional)
--- ARGV[3j - 1]   capacity of key j: the queue may hold at most this many messages
--- ARGV[3j]       expired-before for key j: members scored at or below it are dropped first
--- ARGV[3j + 1]   key j's messages, in send order, each: score (big-endian double), member
---                length (big-endian uint32), member (random prefix .. message body)
+-- KEYS[j]        queue: channel key j (each key once)
+-- ARGV[1]        ttlMs: key TTL in milliseconds (PEXPIRE; expiry may be fractional)
+-- ARGV[3j - 1]   capacity: key j's queue may hold at most this many messages
+-- ARGV[3j]       expiredBefore: key j's members scored at or below it are dropped first
+-- ARGV[3j + 1]   packed: key j's messages, in send order, each: score (big-endian double),
+--                member length (big-endian uint32), member (random prefix .. message body)
 --
 -- Returns a list: for key j, how many of its messages were added — the first ones; once a
 -- queue is full, every later message of that key in the call is full too. -1 when key j holds
