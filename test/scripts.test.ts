@@ -2,13 +2,14 @@
  * Each Lua script's header (its `-- KEYS[…]` and `-- ARGV[…]` lines) against the spec its typed
  * function builds the call from (lib/redis/script-calls.ts): the arguments the spec lays out,
  * with every value tagged by its slot name (and item number), must be the ones the header
- * lists, slot for slot, for calls of one to four items.
+ * lists, slot for slot, for calls of one to four items. And each script as Redis gets it has
+ * its `@include` lines resolved.
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { SCRIPTS } from '../lib/redis/script-calls.ts';
-import { scriptArgs, type ScriptArg } from '../lib/redis/scripts.ts';
+import { scriptArgs, scriptSource, type ScriptArg } from '../lib/redis/scripts.ts';
 
 const LUA_DIR = new URL('../lib/scripts/', import.meta.url);
 /** `-- KEYS[3j - 1]  name: description`: the slot's index expression and its name. */
@@ -83,4 +84,22 @@ describe('Lua scripts', () => {
       }
     });
   }
+
+  it('the source Redis gets has every @include resolved', () => {
+    const shared = readFileSync(new URL('includes/is_queue.lua', LUA_DIR), 'utf8');
+    for (const name of files) {
+      const file = readFileSync(new URL(`${name}.lua`, LUA_DIR), 'utf8');
+      const source = scriptSource(name);
+      assert.doesNotMatch(source, /@include/, name);
+      assert.equal(source.includes(shared), file.includes('@include "includes/is_queue.lua"'));
+    }
+  });
+
+  it('the queue type check is written once, in the include', () => {
+    for (const name of ['send', 'send_many', 'group_send']) {
+      const file = readFileSync(new URL(`${name}.lua`, LUA_DIR), 'utf8');
+      assert.doesNotMatch(file, /'TYPE'/, name);
+      assert.ok(scriptSource(name).includes("redis.call('TYPE'"), name);
+    }
+  });
 });

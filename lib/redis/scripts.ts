@@ -6,7 +6,8 @@
  *
  * A script's KEYS and ARGV are built from its `ScriptSpec`, the machine-readable copy of the
  * script's header (test/scripts.test.ts holds the two together); script-calls.ts has one typed
- * function per script.
+ * function per script. A `-- @include "<file>"` line is replaced by that file of `lib/scripts/`
+ * when the source is loaded, so code shared by scripts is written once.
  */
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
@@ -34,13 +35,16 @@ export interface ScriptSpec<F extends string = string, I extends string = string
 }
 
 const LUA_DIR = new URL('../scripts/', import.meta.url);
+const INCLUDE = /^-- @include "([\w./-]+)"$/gm;
 const cache = new Map<string, string>();
 
-/** The source of script `name`, loaded once. */
+/** The source of script `name` as Redis runs it: its includes resolved, loaded once. */
 export function scriptSource(name: string): string {
   let lua = cache.get(name);
   if (lua === undefined) {
-    lua = readFileSync(new URL(`${name}.lua`, LUA_DIR), 'utf8');
+    lua = readFileSync(new URL(`${name}.lua`, LUA_DIR), 'utf8').replace(INCLUDE, (_, file) =>
+      readFileSync(new URL(file, LUA_DIR), 'utf8'),
+    );
     cache.set(name, lua);
   }
   return lua;

@@ -13,12 +13,13 @@
 --
 -- Returns the list of skipped keys, empty when all were added: i (1-based) when KEYS[i] was
 -- full, -i when it holds something other than a sorted set (nothing written to either).
+-- @include "includes/is_queue.lua"
+
 local n = #KEYS
 local skipped = {}
 for i = 1, n do
   local key = KEYS[i]
-  local kind = redis.call('TYPE', key)['ok']
-  if kind ~= 'zset' and kind ~= 'none' then
+  if not is_queue(key) then
     skipped[#skipped + 1] = -i
   else
     redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[2])

@@ -11,8 +11,9 @@
 --
 -- Returns 1 when added, 0 when the channel is full (nothing written), -1 when the key holds
 -- something other than a sorted set (not a channel queue; nothing written).
-local kind = redis.call('TYPE', KEYS[1])['ok']
-if kind ~= 'zset' and kind ~= 'none' then
+-- @include "includes/is_queue.lua"
+
+if not is_queue(KEYS[1]) then
   return -1
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])

@@ -15,11 +15,12 @@
 -- queue is full, every later message of that key in the call is full too. -1 when key j holds
 -- something other than a sorted set (not a channel queue): nothing of it is written, and the
 -- other keys' sends go on (a script error would stop the call with earlier keys written).
+-- @include "includes/is_queue.lua"
+
 local out = {}
 for j = 1, #KEYS do
   local key = KEYS[j]
-  local kind = redis.call('TYPE', key)['ok']
-  if kind ~= 'zset' and kind ~= 'none' then
+  if not is_queue(key) then
     out[j] = -1
   else
     local capacity = tonumber(ARGV[3 * j - 1])
