@@ -38,7 +38,15 @@ import { DeletedChannels, QueuePurge } from '../redis/deleted-channels.ts';
 import { writeDirect } from '../redis/direct.ts';
 import { Reader } from '../redis/reader.ts';
 import { SendBatcher } from '../redis/sends.ts';
-import { runScript, scriptCommand } from '../redis/scripts.ts';
+import {
+  GROUP_SEND,
+  giveBackScript,
+  groupAddScript,
+  groupSendScript,
+  SEND,
+  SEND_MANY,
+} from '../redis/script-calls.ts';
+import { scriptCommand } from '../redis/scripts.ts';
 import { Shard } from '../redis/shard.ts';
 import { wakeKey } from '../redis/wake.ts';
 import { copier } from '../serde/clone.ts';
@@ -205,11 +213,7 @@ export class RedisChannelLayer<M extends Message = Message>
         // Sends are already batched per shard per tick (SendBatcher); a group send is one
         // large command (all its keys), for which a pipeline would only add a deferral and a
         // copy of the payloads.
-        unpipelined: [
-          scriptCommand('send'),
-          scriptCommand('send_many'),
-          scriptCommand('group_send'),
-        ],
+        unpipelined: [SEND, SEND_MANY, GROUP_SEND].map(scriptCommand),
       });
       const trouble = this.reportConnectionTrouble(shard);
       shard.on('down', (role: string) => {
@@ -238,8 +242,7 @@ export class RedisChannelLayer<M extends Message = Message>
       onWaiters: (channel, delta) => this.countWaiter(channel, delta),
     });
     this.sends = new SendBatcher(
-      (index, script, keys, args) =>
-        this.onShard(index, (client) => runScript(client, script, keys, args)),
+      (index, work) => this.onShard(index, work),
       Math.ceil(this.options.expiryMs),
     );
   }
@@ -321,12 +324,12 @@ export class RedisChannelLayer<M extends Message = Message>
     assertGroupName(group);
     assertChannelName(channel);
     await this.onGroupShard(group, (client, key) =>
-      runScript(
-        client,
-        'group_add',
-        [key],
-        [nextScore(), channel, Math.ceil(this.options.groupExpiryMs)],
-      ),
+      groupAddScript(client, {
+        group: key,
+        score: nextScore(),
+        channel,
+        ttlMs: Math.ceil(this.options.groupExpiryMs),
+      }),
     );
     let groups = this.memberships.get(channel);
     if (!groups) {
@@ -369,38 +372,30 @@ export class RedisChannelLayer<M extends Message = Message>
 
     const score = nextScore();
     const expiredBefore = score - this.options.expiryMs / 1000;
-    const ttl = Math.ceil(this.options.expiryMs);
+    const args = { score, expiredBefore, ttlMs: Math.ceil(this.options.expiryMs) };
     const calls: Array<Promise<void>> = [];
     for (const [index, queues] of perShard) {
       for (let start = 0; start < queues.length; start += GROUP_SEND_CHUNK) {
         const chunk = queues.slice(start, start + GROUP_SEND_CHUNK);
-        const payloads = chunk.map((q) => encodeFor(q.channels));
-        const capacities = chunk.map((q) => this.capacityFor(q.channels[0]!.toString()));
+        const sends = chunk.map((q) => ({
+          queue: q.key,
+          member: encodeFor(q.channels),
+          capacity: this.capacityFor(q.channels[0]!.toString()),
+        }));
         calls.push(
-          this.onShard(index, (client) =>
-            runScript(
-              client,
-              'group_send',
-              chunk.map((q) => q.key),
-              [score, expiredBefore, ttl, ...payloads, ...capacities],
-            ),
-          ).then((reply) => {
-            // i: KEYS[i] was full; -i: it is not a sorted set (see group_send.lua).
-            const skipped = new Set(reply as number[]);
+          this.onShard(index, (client) => groupSendScript(client, args, sends)).then((outcomes) =>
             chunk.forEach((q, i) => {
-              if (skipped.has(-(i + 1))) {
-                this.reportError(
-                  new NotAChannelQueue(q.key, 'the group message'),
-                  `group send to ${group}`,
-                );
+              const outcome = outcomes[i]!;
+              if (outcome instanceof NotAChannelQueue) {
+                this.reportError(outcome, `group send to ${group}`);
               } else {
                 this.count(
-                  skipped.has(i + 1) ? 'groupDropped' : 'groupDeliveries',
+                  outcome === 'full' ? 'groupDropped' : 'groupDeliveries',
                   q.channels.length,
                 );
               }
-            });
-          }),
+            }),
+          ),
         );
       }
     }
@@ -785,18 +780,19 @@ export class RedisChannelLayer<M extends Message = Message>
     this.resetPrefetch(state);
     if (slow) state.window = Math.max(1, state.window >> 1);
     const now = Date.now();
-    const perShard = new Map<number, Array<number | Buffer>>();
+    const perShard = new Map<number, Array<{ score: number; member: Buffer }>>();
     for (let i = head; i < members.length; i++) {
       if (!(scores[i]! * 1000 + this.options.expiryMs > now)) {
         this.count('expired');
         continue;
       }
-      let args = perShard.get(shards[i]!);
-      if (!args) perShard.set(shards[i]!, (args = [Math.ceil(this.options.expiryMs)]));
-      args.push(scores[i]!, members[i]!);
+      let messages = perShard.get(shards[i]!);
+      if (!messages) perShard.set(shards[i]!, (messages = []));
+      messages.push({ score: scores[i]!, member: members[i]! });
     }
-    const calls = [...perShard].map(([index, args]) =>
-      runScript(this.shards[index]!.client, 'give_back', [key], args).then(
+    const args = { queue: key, ttlMs: Math.ceil(this.options.expiryMs) };
+    const calls = [...perShard].map(([index, messages]) =>
+      giveBackScript(this.shards[index]!.client, args, messages).then(
         () => undefined,
         (err: unknown) => {
           // Lost with the connection, like a pop whose reply never arrived (docs/redis-core.md).

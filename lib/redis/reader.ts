@@ -36,7 +36,7 @@
  */
 import type { Redis } from 'ioredis';
 import { ConnectionError, errorMessage, RedisTooOld } from '../errors.ts';
-import { runScript } from './scripts.ts';
+import { drainScript, restoreInflightScript } from './script-calls.ts';
 import type { Shard } from './shard.ts';
 import { wake } from './wake.ts';
 
@@ -121,12 +121,6 @@ export class Reader {
     return { keys, budgets };
   }
 }
-
-/**
- * Entry of a drain.lua reply: `[keyIndex, member, score, member, score, …]`, or
- * `[-keyIndex, type]` for a key that is not a sorted set.
- */
-type DrainEntry = [number, ...Buffer[]];
 
 /** Trouble the layer already reports through 'disconnect' (or that passes on its own). */
 const CONNECTION_TROUBLE =
@@ -250,18 +244,16 @@ class ShardLoop {
       const { keys, budgets } = reader.budgets(this.foreign);
       if (keys.length === 0) return;
       await this.restoreInflight(conn, keys);
-      const reply = (await runScript(conn, 'drain', keys, budgets, {
-        buffers: true,
-      })) as DrainEntry[];
       let more = false;
-      for (const [index, ...pairs] of reply) {
-        if (index < 0) {
-          this.setForeign(keys[-index - 1]!, String(pairs[0]));
+      for (const entry of await drainScript(conn, keys, budgets)) {
+        if ('type' in entry) {
+          this.setForeign(keys[entry.index]!, entry.type);
           continue;
         }
-        const key = keys[index - 1]!;
+        const { index, pairs } = entry;
+        const key = keys[index]!;
         for (let i = 0; i + 1 < pairs.length; i += 2) this.deliver(key, pairs[i]!, pairs[i + 1]!);
-        if (pairs.length / 2 >= budgets[index - 1]!) more = true;
+        if (pairs.length / 2 >= budgets[index]!) more = true;
       }
       // Keys looked at again that read fine are queues again: a later trouble starts afresh.
       if (this.recheckDelay.size > 0) {
@@ -278,12 +270,7 @@ class ShardLoop {
   private async restoreInflight(conn: Redis, keys: string[]): Promise<void> {
     for (const key of keys) {
       if (this.restored.has(key) || key.endsWith('!')) continue;
-      await runScript(
-        conn,
-        'restore_inflight',
-        [key, `${key}$inflight`],
-        [this.reader.opts.restoreTtlMs],
-      );
+      await restoreInflightScript(conn, key, this.reader.opts.restoreTtlMs);
       this.restored.add(key);
     }
   }

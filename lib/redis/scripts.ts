@@ -3,41 +3,103 @@
  * with ioredis `defineCommand` (EVALSHA, falling back to EVAL on NOSCRIPT) and called with a
  * dynamic key count, so one script serves any number of keys. `{ buffers: true }` returns bulk
  * replies as Buffers (binary payloads) instead of UTF-8 strings.
+ *
+ * A script's KEYS and ARGV are built from its `ScriptSpec`, the machine-readable copy of the
+ * script's header (test/scripts.test.ts holds the two together); script-calls.ts has one typed
+ * function per script. A `-- @include "<file>"` line is replaced by that file of `lib/scripts/`
+ * when the source is loaded, so code shared by scripts is written once.
  */
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 
+export type ScriptArg = string | Buffer | number;
+
+/**
+ * Named slots of KEYS or ARGV, in order: `head` first, then for item 1..n (the call's list:
+ * keys, messages) either its `rows` slots together (`ARGV[3j - 1]`, `ARGV[3j]`, …) or one block
+ * of n per `columns` name (`ARGV[3 + i]`, `ARGV[3 + n + i]`).
+ */
+export interface Layout<F extends string, I extends string> {
+  readonly head?: readonly F[];
+  readonly rows?: readonly I[];
+  readonly columns?: readonly I[];
+}
+
+/** A script: its file name (without `.lua`) and where its KEYS and ARGV come from. */
+export interface ScriptSpec<F extends string = string, I extends string = string> {
+  readonly name: string;
+  readonly keys: Layout<F, I>;
+  readonly argv: Layout<F, I>;
+  /** Bulk replies as Buffers. */
+  readonly buffers?: boolean;
+}
+
+const LUA_DIR = new URL('../scripts/', import.meta.url);
+const INCLUDE = /^-- @include "([\w./-]+)"$/gm;
 const cache = new Map<string, string>();
 
-function source(name: string): string {
+/** The source of script `name` as Redis runs it: its includes resolved, loaded once. */
+export function scriptSource(name: string): string {
   let lua = cache.get(name);
   if (lua === undefined) {
-    lua = readFileSync(new URL(`../scripts/${name}.lua`, import.meta.url), 'utf8');
+    lua = readFileSync(new URL(`${name}.lua`, LUA_DIR), 'utf8').replace(INCLUDE, (_, file) =>
+      readFileSync(new URL(file, LUA_DIR), 'utf8'),
+    );
     cache.set(name, lua);
   }
   return lua;
 }
 
 /**
- * The client command that runs script `name`: namespaced, so a script called e.g. `send` never
- * meets a method ioredis already has.
+ * The client command that runs `spec`'s script: namespaced, so a script called e.g. `send`
+ * never meets a method ioredis already has.
  */
-export function scriptCommand(name: string): string {
-  return `chanlayer_${name}`;
+export function scriptCommand(spec: ScriptSpec): string {
+  return `chanlayer_${spec.name}`;
 }
 
-type ScriptFn = (numKeys: number, ...args: Array<string | Buffer | number>) => Promise<unknown>;
+/** Appends `layout`'s slots to `out`: named values from `fixed`, per-item values from `items`. */
+function lay<F extends string, I extends string>(
+  out: ScriptArg[],
+  layout: Layout<F, I>,
+  fixed: Readonly<Record<F, ScriptArg>>,
+  items: ReadonlyArray<Readonly<Record<I, ScriptArg>>>,
+): void {
+  if (layout.head) for (const name of layout.head) out.push(fixed[name]);
+  if (layout.rows) for (const item of items) for (const name of layout.rows) out.push(item[name]);
+  if (layout.columns)
+    for (const name of layout.columns) for (const item of items) out.push(item[name]);
+}
 
-export function runScript(
+/**
+ * The arguments of a call of `spec`'s script: the key count, KEYS, ARGV, from `fixed` values
+ * and `items` (each item's values).
+ */
+export function scriptArgs<F extends string, I extends string>(
+  spec: ScriptSpec<F, I>,
+  fixed: Readonly<Record<F, ScriptArg>>,
+  items: ReadonlyArray<Readonly<Record<I, ScriptArg>>>,
+): [number, ...ScriptArg[]] {
+  const args: [number, ...ScriptArg[]] = [0];
+  lay(args, spec.keys, fixed, items);
+  args[0] = args.length - 1;
+  lay(args, spec.argv, fixed, items);
+  return args;
+}
+
+type ScriptFn = (numKeys: number, ...args: ScriptArg[]) => Promise<unknown>;
+
+/** Runs `spec`'s script (see scriptArgs); its reply, undecoded. */
+export function runScript<F extends string, I extends string>(
   client: Redis,
-  name: string,
-  keys: ReadonlyArray<string | Buffer>,
-  args: ReadonlyArray<string | Buffer | number>,
-  opts: { buffers?: boolean } = {},
+  spec: ScriptSpec<F, I>,
+  fixed: Readonly<Record<F, ScriptArg>>,
+  items: ReadonlyArray<Readonly<Record<I, ScriptArg>>> = [],
 ): Promise<unknown> {
   const commands = client as unknown as Record<string, ScriptFn | undefined>;
-  const command = scriptCommand(name);
-  if (commands[command] === undefined) client.defineCommand(command, { lua: source(name) });
-  const fn = commands[opts.buffers ? `${command}Buffer` : command]!;
-  return fn.call(client, keys.length, ...keys, ...args);
+  const command = scriptCommand(spec);
+  if (commands[command] === undefined)
+    client.defineCommand(command, { lua: scriptSource(spec.name) });
+  const fn = commands[spec.buffers ? `${command}Buffer` : command]!;
+  return fn.apply(client, scriptArgs(spec, fixed, items));
 }

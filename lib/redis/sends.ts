@@ -8,7 +8,14 @@
  * In a batch, a key's messages travel packed into one string (see send_many.lua): building and
  * writing two or five arguments per message was most of the client's cost per send.
  */
-import { NotAChannelQueue } from '../errors.ts';
+import type { Redis } from 'ioredis';
+import {
+  PACKED_HEADER_BYTES,
+  sendManyScript,
+  sendScript,
+  type KeySendOutcome,
+  type SendManyKey,
+} from './script-calls.ts';
 
 /** Most sends per send_many.lua call. */
 const SEND_BATCH = 128;
@@ -19,25 +26,12 @@ const SEND_BATCH = 128;
  * own argument (as it would without batching).
  */
 const SEND_BATCH_BYTES = 1 << 20;
-/** Bytes before each member in a packed key: score (double) and member length (uint32). */
-const ENTRY_HEADER = 12;
 
-/** Runs `script` on shard `index` (the layer's command path, with its error wording). */
-export type RunOnShard = (
-  index: number,
-  script: 'send' | 'send_many',
-  keys: string[],
-  args: Array<string | Buffer | number>,
-) => Promise<unknown>;
+/** Runs `work` on shard `index`'s client (the layer's command path, with its error wording). */
+export type RunOnShard = <T>(index: number, work: (client: Redis) => Promise<T>) => Promise<T>;
 
 /** One key's messages of a batch, in send order. */
-interface KeySends {
-  capacity: number;
-  /** The first message's cutoff: the key is trimmed once per call. */
-  expiredBefore: number;
-  scores: number[];
-  members: Buffer[];
-  bytes: number;
+interface KeySends extends SendManyKey {
   resolves: Array<(added: number) => void>;
   rejects: Array<(err: unknown) => void>;
 }
@@ -47,9 +41,6 @@ interface Batch {
   count: number;
   bytes: number;
 }
-
-/** send.lua / send_many.lua's answer for a key that is not a sorted set. */
-const FOREIGN_KEY = -1;
 
 export class SendBatcher {
   /** Per shard: the sends of this tick not yet written. */
@@ -72,7 +63,7 @@ export class SendBatcher {
   ): Promise<number> {
     let batch = this.batches[index];
     let sends = batch?.keys.get(key);
-    const bytes = ENTRY_HEADER + member.length;
+    const bytes = PACKED_HEADER_BYTES + member.length;
     if (
       batch !== undefined &&
       ((sends !== undefined && sends.capacity !== capacity) ||
@@ -91,6 +82,7 @@ export class SendBatcher {
     }
     if (sends === undefined) {
       sends = {
+        queue: key,
         capacity,
         expiredBefore,
         scores: [],
@@ -118,14 +110,13 @@ export class SendBatcher {
     if (this.batches[index] !== batch) return; // already written (full batch)
     this.batches[index] = undefined;
     const perKey = [...batch.keys.values()];
-    const keys = [...batch.keys.keys()];
-    this.write(index, keys, perKey, batch.count).then(
+    this.write(index, perKey, batch.count).then(
       (added) =>
         perKey.forEach((sends, j) => {
-          if (added[j] === FOREIGN_KEY) {
-            const err = new NotAChannelQueue(keys[j]!, 'the message');
-            for (const reject of sends.rejects) reject(err);
-          } else sends.resolves.forEach((resolve, i) => resolve(i < added[j]! ? 1 : 0));
+          const outcome = added[j]!;
+          if (typeof outcome !== 'number') {
+            for (const reject of sends.rejects) reject(outcome);
+          } else sends.resolves.forEach((resolve, i) => resolve(i < outcome ? 1 : 0));
         }),
       (err: unknown) => {
         for (const sends of perKey) for (const reject of sends.rejects) reject(err);
@@ -134,38 +125,19 @@ export class SendBatcher {
   }
 
   /** One script call for the batch; per key, how many of its messages were added. */
-  private async write(
-    index: number,
-    keys: string[],
-    perKey: KeySends[],
-    count: number,
-  ): Promise<number[]> {
-    if (count > 1)
-      return (await this.run(index, 'send_many', keys, this.manyArgs(perKey))) as number[];
+  private async write(index: number, perKey: KeySends[], count: number): Promise<KeySendOutcome[]> {
+    if (count > 1) return this.run(index, (client) => sendManyScript(client, this.ttlMs, perKey));
     const sends = perKey[0]!;
-    const added = await this.run(index, 'send', keys, [
-      sends.scores[0]!,
-      sends.members[0]!,
-      sends.capacity,
-      sends.expiredBefore,
-      this.ttlMs,
-    ]);
-    return [added as number];
-  }
-
-  /** send_many.lua's ARGV: the TTL, then per key its capacity, cutoff and packed messages. */
-  private manyArgs(perKey: KeySends[]): Array<string | Buffer | number> {
-    const args: Array<string | Buffer | number> = [this.ttlMs];
-    for (const sends of perKey) {
-      const packed = Buffer.allocUnsafe(sends.bytes);
-      let offset = 0;
-      sends.members.forEach((member, i) => {
-        offset = packed.writeDoubleBE(sends.scores[i]!, offset);
-        offset = packed.writeUInt32BE(member.length, offset);
-        offset += member.copy(packed, offset);
-      });
-      args.push(sends.capacity, sends.expiredBefore, packed);
-    }
-    return args;
+    const added = await this.run(index, (client) =>
+      sendScript(client, {
+        queue: sends.queue,
+        score: sends.scores[0]!,
+        member: sends.members[0]!,
+        capacity: sends.capacity,
+        expiredBefore: sends.expiredBefore,
+        ttlMs: this.ttlMs,
+      }),
+    );
+    return [added];
   }
 }

@@ -6,7 +6,7 @@
  * before the block does is not lost: the member stays until the next block pops it.
  */
 import type { Redis } from 'ioredis';
-import { runScript } from './scripts.ts';
+import { wakeScript } from './script-calls.ts';
 
 /** How long a wake nobody popped stays (a process that died leaves its key this long at most). */
 const WAKE_TTL_MS = 30_000;
@@ -21,6 +21,6 @@ export function wakeKey(prefix: string, readerId: string): string {
 }
 
 /** Wakes the reader blocked on (or about to block on) `key`. */
-export function wake(client: Redis, key: string): Promise<unknown> {
-  return runScript(client, 'wake', [key], [WAKE_TTL_MS]);
+export function wake(client: Redis, key: string): Promise<void> {
+  return wakeScript(client, key, WAKE_TTL_MS);
 }

@@ -1,7 +1,7 @@
 -- drain: non-blocking batch pop over the keys a reader watches, lowest score (oldest) first.
 --
--- KEYS[1..n]  channel keys (ZSETs)
--- ARGV[i]     how many members to pop from KEYS[i] at most (0 skips it)
+-- KEYS[i]  queue: channel key i (ZSET), i = 1..n
+-- ARGV[i]  count: how many members to pop from KEYS[i] at most (0 skips it)
 --
 -- Returns one entry per key that gave anything: { i, member1, score1, member2, score2, … },
 -- and { -i, type } per key that holds something other than a sorted set: it is skipped, not an

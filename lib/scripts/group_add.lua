@@ -1,9 +1,9 @@
 -- group_add: add (or refresh) a channel's membership and push the group key's expiry out.
 --
--- KEYS[1]  group key: prefix .. ':group:' .. group (ZSET)
+-- KEYS[1]  group: group key: prefix .. ':group:' .. group (ZSET)
 -- ARGV[1]  score: time of the add, float Unix seconds
--- ARGV[2]  channel name (member)
--- ARGV[3]  key TTL in milliseconds (group expiry)
+-- ARGV[2]  channel: channel name (member)
+-- ARGV[3]  ttlMs: key TTL in milliseconds (group expiry)
 --
 -- Returns 1 when the channel is a new member, 0 when its membership was refreshed. A group key
 -- holding another type fails the ZADD with WRONGTYPE before anything is written (the layer

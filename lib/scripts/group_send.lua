@@ -4,21 +4,22 @@
 -- a channel queue) is skipped too, and reported: a script error would stop the call half-way,
 -- with the earlier keys written and the later ones not.
 --
--- KEYS[1..n]      channel keys on this shard, each at most once
+-- KEYS[i]         queue: channel key i on this shard (each key at most once), i = 1..n
 -- ARGV[1]         score: send time, float Unix seconds
--- ARGV[2]         expired-before: members scored at or below this (now - expiry) are dropped
--- ARGV[3]         key TTL in milliseconds (PEXPIRE)
--- ARGV[3+i]       member for KEYS[i] (its __asgi_channel__ lists the group's channels there)
--- ARGV[3+n+i]     capacity of KEYS[i]
+-- ARGV[2]         expiredBefore: members scored at or below this (now - expiry) are dropped
+-- ARGV[3]         ttlMs: key TTL in milliseconds (PEXPIRE)
+-- ARGV[3+i]       member: for KEYS[i] (its __asgi_channel__ lists the group's channels there)
+-- ARGV[3+n+i]     capacity: of KEYS[i]
 --
 -- Returns the list of skipped keys, empty when all were added: i (1-based) when KEYS[i] was
 -- full, -i when it holds something other than a sorted set (nothing written to either).
+-- @include "includes/is_queue.lua"
+
 local n = #KEYS
 local skipped = {}
 for i = 1, n do
   local key = KEYS[i]
-  local kind = redis.call('TYPE', key)['ok']
-  if kind ~= 'zset' and kind ~= 'none' then
+  if not is_queue(key) then
     skipped[#skipped + 1] = -i
   else
     redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[2])

@@ -3,9 +3,9 @@
 -- leaves it behind). Same effect as channels_redis's own cleanup script, plus an expiry so a
 -- restored queue never outlives its messages.
 --
--- KEYS[1]  channel key (ZSET)
--- KEYS[2]  its backup: KEYS[1] .. '$inflight' (ZSET, same scores)
--- ARGV[1]  TTL in milliseconds for KEYS[1] when it has none after the restore
+-- KEYS[1]  queue: channel key (ZSET)
+-- KEYS[2]  inflight: its backup, KEYS[1] .. '$inflight' (ZSET, same scores)
+-- ARGV[1]  ttlMs: TTL in milliseconds for KEYS[1] when it has none after the restore
 --
 -- Returns how many messages were restored.
 local backed_up = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')

@@ -4,22 +4,23 @@
 -- The messages of a key travel as one packed string instead of two arguments each: that is
 -- what most of the client's cost per message was (building and writing each argument).
 --
--- KEYS[j]        channel key j (each key once)
--- ARGV[1]        key TTL in milliseconds (PEXPIRE; expiry may be fractional)
--- ARGV[3j - 1]   capacity of key j: the queue may hold at most this many messages
--- ARGV[3j]       expired-before for key j: members scored at or below it are dropped first
--- ARGV[3j + 1]   key j's messages, in send order, each: score (big-endian double), member
---                length (big-endian uint32), member (random prefix .. message body)
+-- KEYS[j]        queue: channel key j (each key once)
+-- ARGV[1]        ttlMs: key TTL in milliseconds (PEXPIRE; expiry may be fractional)
+-- ARGV[3j - 1]   capacity: key j's queue may hold at most this many messages
+-- ARGV[3j]       expiredBefore: key j's members scored at or below it are dropped first
+-- ARGV[3j + 1]   packed: key j's messages, in send order, each: score (big-endian double),
+--                member length (big-endian uint32), member (random prefix .. message body)
 --
 -- Returns a list: for key j, how many of its messages were added — the first ones; once a
 -- queue is full, every later message of that key in the call is full too. -1 when key j holds
 -- something other than a sorted set (not a channel queue): nothing of it is written, and the
 -- other keys' sends go on (a script error would stop the call with earlier keys written).
+-- @include "includes/is_queue.lua"
+
 local out = {}
 for j = 1, #KEYS do
   local key = KEYS[j]
-  local kind = redis.call('TYPE', key)['ok']
-  if kind ~= 'zset' and kind ~= 'none' then
+  if not is_queue(key) then
     out[j] = -1
   else
     local capacity = tonumber(ARGV[3 * j - 1])
