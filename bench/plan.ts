@@ -119,6 +119,7 @@ const apart = (
     better: 'lower',
     chanlayer1: cl(id, p),
     channelsRedis: cr(id, p),
+    ...(BARE_SCENARIOS.includes(id) ? { bare: { run: runKey('bare', id, 1), metric: p } } : {}),
     ceiling: rb('ping', p, `PING ${p}, 1 client`),
     targets: [{ vs: 'channels_redis', op: '<=', value: target }],
     chart: 'latency',
@@ -317,6 +318,7 @@ export function planRuns(o: {
     for (const id of APART) {
       if (chanlayer(id)) add('chanlayer', id, 1);
       if (o.python) add('channels_redis', id, 1);
+      if (o.bare && BARE_SCENARIOS.includes(id)) add('bare', id, 1);
     }
   }
   return runs;

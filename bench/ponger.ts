@@ -7,7 +7,8 @@
  *
  * Usage: node --import tsx bench/ponger.ts '<PongerParams JSON>'
  */
-import { loadChanlayer } from './scenarios/index.ts';
+import { BarePubSub } from './bare/pubsub.ts';
+import { loadChanlayer, type LayerFactory } from './scenarios/index.ts';
 import { Watchdog } from './scenarios/common.ts';
 import { ponger } from './scenarios/pingpong.ts';
 import { PONGER_READY, type PongerParams } from './types.ts';
@@ -16,9 +17,7 @@ async function main(): Promise<void> {
   const p = JSON.parse(process.argv[2] ?? '') as PongerParams;
   process.stdin.on('close', () => process.exit(1));
   process.stdin.resume();
-  const chanlayer = await loadChanlayer(p.inMemory === true, p.lib);
-  if (typeof chanlayer === 'string') throw new Error(chanlayer);
-  const layer = chanlayer.make(p.kind, p.hosts);
+  const layer = p.bare ? await BarePubSub.connect(p.hosts[0]!) : await makeLayer(p);
   const watchdog = new Watchdog(p.stallSeconds * 1000);
   try {
     const channel = await layer.newChannel();
@@ -28,6 +27,12 @@ async function main(): Promise<void> {
     watchdog.stop();
     await layer.close();
   }
+}
+
+async function makeLayer(p: PongerParams): Promise<ReturnType<LayerFactory>> {
+  const chanlayer = await loadChanlayer(p.inMemory === true, p.lib);
+  if (typeof chanlayer === 'string') throw new Error(chanlayer);
+  return chanlayer.make(p.kind, p.hosts);
 }
 
 main().then(

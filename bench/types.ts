@@ -73,6 +73,8 @@ export interface PongerParams {
   stallSeconds: number;
   inMemory?: boolean;
   lib?: string;
+  /** Pub/Sub only: echo with the bare client (bench/bare/) instead of a layer. */
+  bare?: boolean;
 }
 
 /** Prefix of the stdout line a ponger process names its channel on (both languages). */

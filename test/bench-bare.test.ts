@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { runBareScenario } from '../bench/bare/index.ts';
 import { BarePubSub } from '../bench/bare/pubsub.ts';
 import { pingPongScenario } from '../bench/scenarios/pingpong.ts';
 import { startRedis, type RedisGroup } from './harness/redis.ts';
@@ -49,3 +50,24 @@ test('the ping-pong scenario runs on the bare client and counts its round trips'
     await client.close();
   }
 });
+
+for (const scenario of ['pubsub-pingpong-2layer', 'pubsub-pingpong-2proc'] as const) {
+  test(`${scenario} runs on bare clients (the ponger a bare client in its own process for 2proc)`, async () => {
+    const r = await runBareScenario({
+      scenario,
+      hosts: redis.urls,
+      duration: 0.3,
+      warmup: 0.1,
+      iterations: 0,
+      warmupIterations: 0,
+      inflight: 1,
+      groupSize: 0,
+      bigGroupSize: 0,
+      memoryChannels: 0,
+      stallSeconds: 5,
+      bare: true,
+    });
+    assert.ok(Number(r.info?.samples) > 10, `samples: ${String(r.info?.samples)}`);
+    assert.ok(r.metrics.p50! > 0 && r.metrics.p50! <= r.metrics.p99!);
+  });
+}

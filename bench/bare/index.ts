@@ -1,5 +1,6 @@
 /** The scenario the bare client runs (`--impl bare`): the same scenario code as chanlayer's. */
-import { pingPongScenario } from '../scenarios/pingpong.ts';
+import { crossProcessPingPong, pingPongScenario, twoLayerPingPong } from '../scenarios/pingpong.ts';
+import { startPonger } from '../scenarios/remote.ts';
 import type { ScenarioId, ScenarioParams, ScenarioResult } from '../types.ts';
 import { BarePubSub } from './pubsub.ts';
 
@@ -8,14 +9,36 @@ import { BarePubSub } from './pubsub.ts';
  * with no layer shows the floor. (A bare groupSend client was tried too and came out slower
  * than chanlayer: there the figure is client CPU, and a bare client is not a floor of that.)
  */
-export const BARE_SCENARIOS: readonly ScenarioId[] = ['pubsub-pingpong'];
+export const BARE_SCENARIOS: readonly ScenarioId[] = [
+  'pubsub-pingpong',
+  'pubsub-pingpong-2layer',
+  'pubsub-pingpong-2proc',
+];
 
 export async function runBareScenario(p: ScenarioParams): Promise<ScenarioResult> {
-  if (p.scenario !== 'pubsub-pingpong') throw new Error(`no bare client for ${p.scenario}`);
-  const layer = await BarePubSub.connect(p.hosts[0]!);
+  const host = p.hosts[0]!;
+  const a = await BarePubSub.connect(host);
+  const b = p.scenario === 'pubsub-pingpong-2layer' ? await BarePubSub.connect(host) : a;
   try {
-    return await pingPongScenario(layer, p);
+    switch (p.scenario) {
+      case 'pubsub-pingpong':
+        return await pingPongScenario(a, p);
+      case 'pubsub-pingpong-2layer':
+        return await twoLayerPingPong(a, b, p);
+      case 'pubsub-pingpong-2proc':
+        return await crossProcessPingPong(a, p, (replyTo) =>
+          startPonger({
+            kind: 'pubsub',
+            hosts: p.hosts,
+            replyTo,
+            stallSeconds: p.stallSeconds,
+            bare: true,
+          }),
+        );
+      default:
+        throw new Error(`no bare client for ${p.scenario}`);
+    }
   } finally {
-    await layer.close();
+    await Promise.all([a.close(), b === a ? undefined : b.close()]);
   }
 }
