@@ -133,3 +133,34 @@ describe('close() during an outage', () => {
     });
   }
 });
+
+for (const Layer of LAYERS) {
+  it(`${Layer.name}: a 'disconnect' listener that throws is reported; the layer reconnects and works`, async () => {
+    const server = await startRedis({ count: 1 });
+    const warnings: string[] = [];
+    const layer = new Layer({ hosts: server.urls, logger: { warn: (m) => warnings.push(m) } });
+    try {
+      const channel = await layer.newChannel();
+      await layer.send(channel, { type: 'before' });
+      assert.deepEqual(await layer.receive(channel), { type: 'before' });
+      layer.on('disconnect', () => {
+        throw new Error('listener bug');
+      });
+      // Not events.once: it listens to 'error' too, and the layer reports the throw there when
+      // anyone listens (to the logger otherwise).
+      const reconnected = new Promise((resolve) => layer.once('reconnect', resolve));
+      await server.servers[0]!.restart();
+      await reconnected;
+      assert.ok(
+        warnings.some((w) => w.includes("'disconnect' listener") && w.includes('listener bug')),
+        warnings.join('\n'),
+      );
+      const after = layer.receive(channel);
+      await layer.send(channel, { type: 'after' });
+      assert.deepEqual(await after, { type: 'after' });
+    } finally {
+      await layer.close();
+      await server.stop();
+    }
+  });
+}

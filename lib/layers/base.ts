@@ -144,6 +144,21 @@ export abstract class BaseLayer extends EventEmitter<LayerEvents> {
     };
   }
 
+  /**
+   * Emits a connection event from inside connection handling: a listener that throws must not
+   * break it (nor crash the process from an ioredis callback); the throw is reported instead.
+   */
+  protected safeEmit<K extends 'disconnect' | 'reconnect' | 'failover'>(
+    event: K,
+    ...args: LayerEvents[K]
+  ): void {
+    try {
+      (this.emit as (event: K, ...args: LayerEvents[K]) => boolean)(event, ...args);
+    } catch (err) {
+      this.reportError(err, `'${event}' listener`);
+    }
+  }
+
   /** Surfaces a background failure without ever crashing the process. */
   protected reportError(err: unknown, context: string): void {
     if (this.listenerCount('error') > 0)

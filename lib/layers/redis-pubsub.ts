@@ -149,7 +149,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
       shard.on('failover', (change: MasterChange) => {
         if (this.closed) return;
         this.count('failovers');
-        this.emit('failover', i, change);
+        this.safeEmit('failover', i, change);
       });
     });
   }
@@ -548,14 +548,5 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     health.trouble.reset();
     this.count('reconnects');
     this.safeEmit('reconnect', index);
-  }
-
-  /** A listener that throws must not break the connection handling it was called from. */
-  private safeEmit(event: 'disconnect' | 'reconnect', index: number): void {
-    try {
-      this.emit(event, index);
-    } catch (err) {
-      this.reportError(err, `'${event}' listener`);
-    }
   }
 }

@@ -219,19 +219,19 @@ export class RedisChannelLayer<M extends Message = Message>
       shard.on('down', (role: string) => {
         if (role !== 'command' || this.closed) return;
         this.count('disconnects');
-        this.emit('disconnect', i);
+        this.safeEmit('disconnect', i);
       });
       shard.on('up', (role: string) => {
         if (role !== 'command' || this.closed) return;
         trouble.reset();
         this.count('reconnects');
-        this.emit('reconnect', i);
+        this.safeEmit('reconnect', i);
       });
       // Sentinel shard back on a different master (docs/failover.md).
       shard.on('failover', (change: MasterChange) => {
         if (this.closed) return;
         this.count('failovers');
-        this.emit('failover', i, change);
+        this.safeEmit('failover', i, change);
       });
       return shard;
     });
