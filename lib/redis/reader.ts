@@ -38,6 +38,7 @@ import type { Redis } from 'ioredis';
 import { ConnectionError, errorMessage, RedisTooOld } from '../errors.ts';
 import { drainScript, restoreInflightScript } from './script-calls.ts';
 import type { Shard } from './shard.ts';
+import { ERROR_TEXT } from './ioredis-internals.ts';
 import { wake } from './wake.ts';
 
 /** First wait before a foreign key (not a sorted set) is read again; doubles up to the max. */
@@ -122,9 +123,18 @@ export class Reader {
   }
 }
 
-/** Trouble the layer already reports through 'disconnect' (or that passes on its own). */
-const CONNECTION_TROUBLE =
-  /Connection is closed|Command timed out|Stream isn't writeable|not reachable|max retries per request|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN|^LOADING|^READONLY|^MASTERDOWN/;
+/**
+ * Trouble the layer already reports through 'disconnect' (or that passes on its own): ioredis's
+ * own connection errors (their texts are kept in one place, ioredis-internals.ts), socket
+ * errors, and a server that is loading, demoted or without its master.
+ */
+const CONNECTION_TROUBLE = new RegExp(
+  [
+    ...Object.values(ERROR_TEXT).map((text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')),
+    'ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN',
+    '^LOADING|^READONLY|^MASTERDOWN',
+  ].join('|'),
+);
 
 function isConnectionError(err: unknown): boolean {
   return err instanceof ConnectionError || CONNECTION_TROUBLE.test(errorMessage(err));
