@@ -260,10 +260,11 @@ class ShardLoop {
           this.setForeign(keys[entry.index]!, entry.type);
           continue;
         }
-        const { index, pairs } = entry;
+        const { index, popped } = entry;
         const key = keys[index]!;
-        for (let i = 0; i + 1 < pairs.length; i += 2) this.deliver(key, pairs[i]!, pairs[i + 1]!);
-        if (pairs.length / 2 >= budgets[index]!) more = true;
+        for (let i = 1; i + 1 < popped.length; i += 2)
+          this.deliver(key, popped[i]!, popped[i + 1]!);
+        if ((popped.length - 1) / 2 >= budgets[index]!) more = true;
       }
       // Keys looked at again that read fine are queues again: a later trouble starts afresh.
       if (this.recheckDelay.size > 0) {
