@@ -11,8 +11,7 @@ import {
   type ResolvedOptions,
 } from '../config.ts';
 import { errorMessage, LayerClosed } from '../errors.ts';
-import type { MasterChange, ShardSetEvents } from '../redis/shard-set.ts';
-import type { Shard } from '../redis/shard.ts';
+import type { MasterChange, ShardSetEvents, TroubleSource } from '../redis/shard-set.ts';
 import { Codec } from '../serde/codec.ts';
 import { createCrypter } from '../serde/crypter.ts';
 import { getSerializer } from '../serde/registry.ts';
@@ -150,7 +149,7 @@ export abstract class BaseLayer extends EventEmitter<LayerEvents> {
    * one that was reachable is already a 'disconnect' event, so its reason only goes to the
    * logger — `await once(layer, 'reconnect')` is then never rejected by the outage it waits out.
    */
-  private reportConnectionTrouble(shard: Shard): { reset(): void } {
+  private reportConnectionTrouble(shard: TroubleSource): { reset(): void } {
     let reached = false;
     let reported = false;
     shard.client.once('ready', () => {

@@ -36,7 +36,7 @@ import { ExpiringMemberships } from '../memberships.ts';
 import { Mailboxes } from '../mailboxes.ts';
 import { assertChannelName, assertGroupName, isProcessLocal, uuidHex } from '../names.ts';
 import { Publisher } from '../redis/publisher.ts';
-import { ShardSet } from '../redis/shard-set.ts';
+import { HostShards } from '../redis/host-shards.ts';
 import type { Shard } from '../redis/shard.ts';
 import { Subscriptions } from '../redis/subscriber.ts';
 import { copier } from '../serde/clone.ts';
@@ -72,7 +72,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
   extends BaseLayer
   implements ChannelLayer<M>
 {
-  private readonly shards: ShardSet;
+  private readonly shards: HostShards;
   private readonly subscriptions: Subscriptions[];
   private readonly publishers: Publisher[];
   private readonly mailboxes: Mailboxes<M>;
@@ -101,7 +101,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     this.groups = new ExpiringMemberships(this.options.groupExpiryMs, (name, channel) => {
       void this.leave(name, channel);
     });
-    this.shards = new ShardSet(
+    this.shards = new HostShards(
       this.options.hosts,
       {
         sharding: this.options.sharding,

@@ -33,15 +33,12 @@ import { SendBatcher } from '../redis/sends.ts';
 import { nextScore } from '../redis/send-time.ts';
 import { GROUP_SEND, SEND, SEND_MANY } from '../redis/script-calls.ts';
 import { scriptCommand } from '../redis/scripts.ts';
-import { ShardSet } from '../redis/shard-set.ts';
+import { createShardSet, type ShardSet } from '../redis/shard-set.ts';
 import { assertMessage, CHANNEL_FIELD } from '../serde/codec.ts';
 import type { ChannelLayer, Message, ReceiveOptions } from '../types.ts';
 import { BaseLayer, type CounterName } from './base.ts';
 
 export type RedisLayerOptions = LayerOptions;
-
-/** Keys per UNLINK during flush, and the SCAN COUNT hint. */
-const FLUSH_BATCH = 1000;
 
 /** SCAN MATCH pattern for every key that starts with `prefix` (glob characters escaped). */
 function prefixPattern(prefix: string): string {
@@ -66,7 +63,7 @@ export class RedisChannelLayer<M extends Message = Message>
       prefixLength: o.randomPrefixLength,
       ttlSeconds: o.expiryMs / 1000 + o.fernetTtlSlack,
     }));
-    this.shards = new ShardSet(
+    this.shards = createShardSet(
       this.options.hosts,
       {
         sharding: this.options.sharding,
@@ -111,15 +108,16 @@ export class RedisChannelLayer<M extends Message = Message>
     const local = isProcessLocal(channel);
     const payload = this.codec.encode(local ? { ...message, [CHANNEL_FIELD]: channel } : message);
     const name = nonLocalName(channel);
+    const key = this.options.prefix + name;
     const capacity = this.capacityFor(channel);
     const score = nextScore();
     const index =
-      !local && this.options.normalChannelSharding === 'round-robin'
+      !local && this.options.normalChannelSharding === 'round-robin' && !this.shards.placesKeys
         ? this.sendCursor++ % this.shards.size
-        : this.shards.index(name);
+        : this.shards.index(name, key);
     const added = await this.sends.send(
       index,
-      this.options.prefix + name,
+      key,
       score,
       payload,
       capacity,
@@ -175,19 +173,7 @@ export class RedisChannelLayer<M extends Message = Message>
 
   async flush(): Promise<void> {
     this.assertOpen();
-    const pattern = prefixPattern(this.options.prefix);
-    await Promise.all(
-      this.shards.shards.map((shard) =>
-        this.shards.run(shard.index, async (client) => {
-          let cursor = '0';
-          do {
-            const [next, keys] = await client.scan(cursor, 'MATCH', pattern, 'COUNT', FLUSH_BATCH);
-            cursor = next;
-            if (keys.length > 0) await client.unlink(...keys);
-          } while (cursor !== '0');
-        }),
-      ),
-    );
+    await this.shards.deleteMatching(prefixPattern(this.options.prefix));
     this.receiver.clear();
     this.groups.clear();
   }
@@ -213,13 +199,16 @@ export class RedisChannelLayer<M extends Message = Message>
     await Promise.all([this.groups.leaveAll(channel), this.receiver.forget(channel)]);
   }
 
-  /** Number of Redis hosts (shards). */
+  /** Number of Redis hosts (shards); on a cluster, its slots. */
   get shardCount(): number {
     return this.shards.size;
   }
 
-  /** The shard a channel's queue (or, with `group: true`, a group) lives on. */
+  /** The shard (on a cluster: the slot) a channel's queue — or, with `group: true`, a group — lives on. */
   shardOf(name: string, { group = false } = {}): number {
-    return this.shards.index(group ? name : nonLocalName(name));
+    const { prefix } = this.options;
+    if (group) return this.shards.index(name, `${prefix}:group:${name}`);
+    const local = nonLocalName(name);
+    return this.shards.index(local, prefix + local);
   }
 }

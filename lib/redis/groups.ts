@@ -105,8 +105,9 @@ export class Groups {
 
     const perShard = new Map<number, GroupQueue[]>();
     for (const [name, channels] of groupQueues(members)) {
-      const index = shards.index(name);
-      const queue = { key: options.prefix + name, channels };
+      const key = options.prefix + name;
+      const index = shards.index(name, key);
+      const queue = { key, channels };
       const queues = perShard.get(index);
       if (queues) queues.push(queue);
       else perShard.set(index, [queue]);
@@ -166,7 +167,7 @@ export class Groups {
    */
   private onGroup<T>(group: string, work: (client: Redis, key: string) => Promise<T>): Promise<T> {
     const key = this.key(group);
-    return this.ctx.shards.run(this.ctx.shards.index(group), (client) =>
+    return this.ctx.shards.run(this.ctx.shards.index(group, key), (client) =>
       work(client, key).catch((err: unknown) => {
         throw /WRONGTYPE/.test(errorMessage(err)) ? new NotAGroup(group, key) : err;
       }),

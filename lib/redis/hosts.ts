@@ -165,9 +165,10 @@ export function parseHost(entry: HostEntry, i: number): ShardSpec {
     throw new ConfigurationError(`${where} must be a URL string or an object`);
   }
   if (isClusterHost(entry)) {
+    // A cluster is a shard set of its own (cluster-shards.ts), never one shard of several.
     parseCluster(entry, where);
     throw new ConfigurationError(
-      'Redis Cluster support is not built yet: the { cluster } hosts entry is parsed but no layer runs on it',
+      `${where}: a { cluster } entry must be the only entry of hosts, and the Pub/Sub layer does not run on a Redis Cluster yet`,
     );
   }
   if ('sentinels' in entry) {

@@ -84,13 +84,15 @@ export class Receiver<M extends Message> {
     this.prefetch = new Prefetch(
       expiryMs,
       (shard, key, messages) =>
-        giveBackScript(ctx.shards.shards[shard]!.client, { queue: key, ttlMs }, messages).then(
-          () => undefined,
-          (err: unknown) => {
-            // Lost with the connection, like a pop whose reply never arrived (docs/redis-core.md).
-            if (!ctx.isClosed()) ctx.report(err, `giving back prefetched messages of ${key}`);
-          },
-        ),
+        ctx.shards
+          .run(shard, (client) => giveBackScript(client, { queue: key, ttlMs }, messages))
+          .then(
+            () => undefined,
+            (err: unknown) => {
+              // Lost with the connection, like a pop whose reply never arrived (docs/redis-core.md).
+              if (!ctx.isClosed()) ctx.report(err, `giving back prefetched messages of ${key}`);
+            },
+          ),
       () => ctx.count('expired'),
     );
     this.demand = new Demand(prefix, (key) => this.prefetch.window(key));
@@ -163,7 +165,7 @@ export class Receiver<M extends Message> {
 
   private startReader(): Reader {
     this.reader ??= new Reader(
-      this.ctx.shards.shards,
+      this.ctx.shards.readTargets(wakeKey(this.prefix, this.ctx.clientPrefix)),
       {
         demand: () => this.demand.budgets(),
         deliver: (key, member, score, shard) => this.popped(key, { member, score, shard }),
@@ -173,7 +175,6 @@ export class Receiver<M extends Message> {
         blockSeconds: BLOCK_SECONDS,
         batch: DRAIN_BATCH,
         restoreTtlMs: Math.ceil(this.expiryMs),
-        wakeKey: wakeKey(this.prefix, this.ctx.clientPrefix),
       },
     );
     return this.reader;
@@ -268,11 +269,13 @@ export class Receiver<M extends Message> {
     pass = new Promise<void>((resolve) => process.nextTick(resolve)).then(async () => {
       this.purging.delete(key); // a delete from now on gets a pass of its own
       await Promise.all(
-        shards.shards.map(({ index }) =>
-          shards
-            .run(index, (client) => this.purgeOf(index, key).run(client, key))
-            .then((dropped) => this.ctx.count('deletedDropped', dropped)),
-        ),
+        shards
+          .everywhere(key)
+          .map((index) =>
+            shards
+              .run(index, (client) => this.purgeOf(index, key).run(client, key))
+              .then((dropped) => this.ctx.count('deletedDropped', dropped)),
+          ),
       );
     });
     this.purging.set(key, pass);
