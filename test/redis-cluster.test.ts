@@ -12,7 +12,6 @@ import { Cluster } from 'ioredis';
 import { RedisChannelLayer, type LayerOptions } from '../lib/index.ts';
 import { measureFailover, TrafficProbe, type FailoverMeasurement } from './failover-probe.ts';
 import { startCluster, type Cluster as TestCluster, type ClusterNode } from './harness/cluster.ts';
-import { waitFor } from './harness/wait.ts';
 
 /** Small on purpose: sends during a failover must be refused within it, not hang. */
 const COMMAND_TIMEOUT_MS = 1000;
