@@ -269,6 +269,13 @@ export function resolveOptions(input: LayerOptions = {}): ResolvedOptions {
   }
   const prefix = input.prefix ?? DEFAULTS.prefix;
   if (typeof prefix !== 'string') throw new ConfigurationError('prefix must be a string');
+  // On a cluster, a brace in the prefix would be read as a hash tag: every key in one slot, and
+  // the reader's wake keys (hash-tagged to a queue's slot) placed elsewhere.
+  if (isClusterHost(hosts[0]) && /[{}]/.test(prefix)) {
+    throw new ConfigurationError(
+      `prefix ${shown(prefix)} must not contain { or } on a Redis Cluster`,
+    );
+  }
   const serializerFormat = input.serializerFormat ?? DEFAULTS.serializerFormat;
   if (typeof serializerFormat !== 'string')
     throw new ConfigurationError('serializerFormat must be a string');

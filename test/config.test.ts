@@ -677,6 +677,15 @@ describe('a Redis Cluster hosts entry', () => {
     channelLayers.configure({});
   });
 
+  it('a prefix with a brace (a hash tag) is refused on a cluster, accepted elsewhere', () => {
+    const hosts = [{ cluster: [['127.0.0.1', 7000]] as [string, number][] }];
+    for (const prefix of ['a{b}', 'x}', '{']) {
+      assert.throws(() => resolveOptions({ hosts, prefix }), isConfigError('must not contain {'));
+    }
+    assert.equal(resolveOptions({ hosts, prefix: 'asgi:' }).prefix, 'asgi:');
+    assert.equal(resolveOptions({ prefix: 'a{b}' }).prefix, 'a{b}');
+  });
+
   it("clusterPubSub: 'sharded' by default, 'global' accepted, anything else refused", () => {
     assert.equal(resolveOptions({}).clusterPubSub, 'sharded');
     assert.equal(resolveOptions({ clusterPubSub: 'global' }).clusterPubSub, 'global');

@@ -47,6 +47,8 @@ export interface ProbeOptions {
   group?: string;
   /** Pause between two sends (rate control, not synchronization); default 5 ms. */
   intervalMs?: number;
+  /** Sends through this layer instead of the receiving one (two sides, as two processes). */
+  sender?: ChannelLayer;
   /** Called with each send error as it happens. */
   onSendError?: (err: Error, seq: number) => void;
   /** Called with each receive error (none are expected: a receive waits out a failover). */
@@ -265,8 +267,8 @@ export class TrafficProbe {
   private deliver(message: ProbeMessage): Promise<void> {
     const { group } = this.opts;
     return group === undefined
-      ? this.layer.send(this.channel, message)
-      : this.layer.groupSend(group, message);
+      ? (this.opts.sender ?? this.layer).send(this.channel, message)
+      : (this.opts.sender ?? this.layer).groupSend(group, message);
   }
 
   private message(type: ProbeMessage['type'], seq: number): ProbeMessage {

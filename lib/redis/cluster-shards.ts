@@ -47,6 +47,12 @@ const REDIRECTIONS = 64;
 const TRY_AGAIN_MS = 50;
 /** Longest wait between reader retries on a cluster: slots move and masters are replaced fast. */
 const MAX_RETRY_MS = 200;
+/**
+ * A reader's block on a cluster. Redis redirects a client blocked on a slot that moved away only
+ * from its cron (100 ms to ~1 s later, as measured); a short block bounds how long a reader in a
+ * process that did not see the move itself keeps waiting on the old owner.
+ */
+const BLOCK_SECONDS = 1;
 
 export interface ClusterShardsOptions {
   commandTimeoutMs: number;
@@ -75,8 +81,13 @@ export class ClusterShards implements ShardSet {
   private servedSlot = new Map<string, number>();
   private refreshTimer: NodeJS.Timeout | undefined;
   private readonly targets = new Map<number, ReadTarget>();
-  /** Open blocking connections of the reader. */
-  private readonly blocking = new Set<Redis>();
+  /**
+   * Slot → the node a reader's MOVED named: where its next connection goes, until the slot map
+   * is refreshed (the command client's map learns of a move only from its own commands).
+   */
+  private readonly moved = new Map<number, string>();
+  /** Open blocking connections of the reader: the slot each reads, and the node it went to. */
+  private readonly blocking = new Map<Redis, { slot: number; node: string }>();
   private readyWait: Promise<void> | undefined;
   private closed = false;
 
@@ -195,7 +206,7 @@ export class ClusterShards implements ShardSet {
   close(): void {
     this.closed = true;
     clearTimeout(this.refreshTimer);
-    for (const conn of this.blocking) conn.disconnect();
+    for (const conn of this.blocking.keys()) conn.disconnect();
     this.blocking.clear();
     this.targets.clear();
     this.client.disconnect();
@@ -288,6 +299,7 @@ export class ClusterShards implements ShardSet {
   /** A new slot map: a down master whose slots another node serves now was failed over. */
   private refreshed(): void {
     const { slots } = this.client;
+    this.moved.clear();
     for (const key of [...this.down]) {
       const slot = this.servedSlot.get(key);
       const now = slot === undefined ? undefined : slots[slot]?.[0];
@@ -310,6 +322,12 @@ export class ClusterShards implements ShardSet {
       if (slot !== undefined && !served.has(key)) served.set(key, slot);
     }
     this.servedSlot = served;
+    // A reader blocked on a slot's old owner is redirected by Redis only from its cron (we saw
+    // up to 600 ms): one whose slot this process now knows moved is cut off, so it reconnects.
+    for (const [conn, { slot, node }] of this.blocking) {
+      const owner = slots[slot]?.[0];
+      if (owner !== undefined && owner !== node) conn.disconnect();
+    }
     this.upAgain();
   }
 
@@ -322,10 +340,11 @@ export class ClusterShards implements ShardSet {
       wakeKey,
       owns: (key) => calculateSlot(key) === slot,
       retiresWhenIdle: true,
+      blockSeconds: BLOCK_SECONDS,
       ready: () => this.whenReady(),
       connect: (options) => {
         if (this.blocking.size >= MAX_BLOCKING) return client;
-        const owner = this.client.slots[slot]?.[0];
+        const owner = this.moved.get(slot) ?? this.client.slots[slot]?.[0];
         if (owner === undefined) throw this.unreachable(`no master known for slot ${slot}`);
         const conn = new Redis({
           ...this.nodeOptions,
@@ -337,7 +356,7 @@ export class ClusterShards implements ShardSet {
         useHelloReadyCheck(conn);
         // Failures reach the loop as rejected commands; this only keeps ioredis quiet.
         conn.on('error', () => {});
-        this.blocking.add(conn);
+        this.blocking.set(conn, { slot, node: owner });
         return conn;
       },
       release: (conn) => {
@@ -355,7 +374,10 @@ export class ClusterShards implements ShardSet {
         return () => this.client.off('refresh', listener);
       },
       failed: (err) => {
-        if (!/^WRONGTYPE/.test(errorMessage(err))) this.refreshSoon();
+        const message = errorMessage(err);
+        const moved = /^MOVED \d+ (\S+)/.exec(message);
+        if (moved) this.moved.set(slot, moved[1]!);
+        if (!/^WRONGTYPE/.test(message)) this.refreshSoon();
       },
     };
   }

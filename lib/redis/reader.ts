@@ -99,6 +99,8 @@ export interface ReadTarget {
    */
   readonly canBlock?: (conn: Redis) => boolean;
   readonly pollMs?: number;
+  /** Its BZPOPMIN timeout, when shorter than the reader's (a cluster slot: see cluster-shards.ts). */
+  readonly blockSeconds?: number;
 }
 
 /** The targets a key is read from: every shard (hosts), or its slot's (cluster). */
@@ -231,7 +233,7 @@ class ShardLoop {
           continue;
         }
         const { wakeKey } = target;
-        const { blockSeconds } = reader.opts;
+        const blockSeconds = target.blockSeconds ?? reader.opts.blockSeconds;
         this.blocking = new Set(keys);
         // The wake key first: a pending wake ends the block at once, and the drain that follows
         // takes whatever the other keys hold.
@@ -245,6 +247,7 @@ class ShardLoop {
         lastReported = undefined;
       } catch (err) {
         this.blocking = undefined;
+        console.error(`[reader ${Date.now() % 100000}] ${target.label}: ${errorMessage(err)}`);
         if (reader.stopped) break;
         const message = errorMessage(err);
         // BZPOPMIN met a key turned foreign after the drain: the next drain finds, reports and
@@ -285,7 +288,7 @@ class ShardLoop {
     // stop() may have come while the loop awaited: never open a connection after it.
     if (this.reader.stopped) throw new Error('Connection is closed.');
     this.conn ??= this.target.connect({
-      commandTimeout: this.reader.opts.blockSeconds * 1000 + 5000,
+      commandTimeout: (this.target.blockSeconds ?? this.reader.opts.blockSeconds) * 1000 + 5000,
       enableAutoPipelining: false,
       retryStrategy: () => null,
       lazyConnect: false,

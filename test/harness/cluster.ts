@@ -10,6 +10,7 @@
  * every node agrees; nothing waits on a sleep. Processes come from ./redis.ts, so they die with
  * this process however it ends.
  */
+import calculateSlot from 'cluster-key-slot';
 import { LOOPBACK, freePort } from './ports.ts';
 import { launchServer, redisCommand, stopAll, type RedisServer, type Reply } from './redis.ts';
 import { waitFor } from './wait.ts';
@@ -105,31 +106,11 @@ export interface Cluster {
   stop(): Promise<void>;
 }
 
-/** CRC16/XMODEM of `data` (the checksum Redis Cluster places keys by). */
-function crc16(data: Buffer): number {
-  let crc = 0;
-  for (const byte of data) {
-    crc ^= byte << 8;
-    for (let bit = 0; bit < 8; bit++) {
-      crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
-    }
-  }
-  return crc;
-}
-
 /**
- * The cluster slot of `key`: CRC16 of the key, or of its hash tag (the bytes between the first
- * `{` and the first `}` after it, when not empty), modulo 16384.
+ * The cluster slot of `key` (CRC16 of the key or of its hash tag, modulo 16384): the function
+ * ioredis and the layer place keys by (test/cluster-harness.test.ts checks it against Redis).
  */
-export function slotOf(key: string | Buffer): number {
-  const bytes = typeof key === 'string' ? Buffer.from(key) : key;
-  const open = bytes.indexOf('{');
-  if (open >= 0) {
-    const close = bytes.indexOf('}', open + 1);
-    if (close > open + 1) return crc16(bytes.subarray(open + 1, close)) % SLOTS;
-  }
-  return crc16(bytes) % SLOTS;
-}
+export const slotOf: (key: string | Buffer) => number = calculateSlot;
 
 /** Parse CLUSTER NODES; `myself` is dropped from the flags so views from any node compare equal. */
 export function parseClusterNodes(text: string): (NodeView & { flags: string[] })[] {
