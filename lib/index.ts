@@ -6,7 +6,9 @@ export type {
   SentinelHost,
   CapacityRules,
   Logger,
+  LivenessOption,
 } from './config.ts';
+export type { HealthReport, ReaderState, ShardHealth } from './redis/health.ts';
 export {
   ChannelFull,
   MessageTooLarge,

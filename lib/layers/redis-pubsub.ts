@@ -29,6 +29,7 @@
  *   receives go on working.
  * - `deleteChannel()` rejects receives still waiting on that channel.
  */
+import { shardHealth, type HealthReport, type ReaderState } from '../redis/health.ts';
 import type { LayerOptions } from '../config.ts';
 import { Closing } from '../closing.ts';
 import { abortReason, LayerClosed, WrongClientPrefix } from '../errors.ts';
@@ -64,7 +65,7 @@ class ChannelState {
 
 const noop = (): void => {};
 
-interface ShardHealth {
+interface ShardConnections {
   /** Connections of the shard that dropped and are not back (subscriber: and resubscribed). */
   readonly down: Set<Role>;
   /** Bumped on every subscriber drop/return, so a stale resubscription reports nothing. */
@@ -85,7 +86,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
   private readonly shards: Shard[];
   private readonly subscriptions: Subscriptions[];
   private readonly publishers: Publisher[];
-  private readonly health: ShardHealth[];
+  private readonly states: ShardConnections[];
   private readonly placement: Placement;
   private readonly mailboxes: Mailboxes<M>;
   /** Per shard: turns a failed PUBLISH into the error send()/groupSend() reject with. */
@@ -128,7 +129,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     this.publishFailed = this.shards.map((shard) => (err: unknown): never => {
       throw this.failure(shard.explain(err, 'the PUBLISH'));
     });
-    this.health = this.shards.map((shard) => ({
+    this.states = this.shards.map((shard) => ({
       down: new Set<Role>(),
       epoch: 0,
       trouble: this.reportConnectionTrouble(shard),
@@ -330,6 +331,42 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
   // ---------------------------------------------------------------------------------------
   // Introspection
 
+  /**
+   * This process's members of the group whose membership has not expired. Pub/Sub membership is
+   * per process (a subscription here): members in other processes are not known, and not counted.
+   */
+  async groupChannels(group: string): Promise<string[]> {
+    this.assertOpen();
+    assertGroupName(group);
+    return this.groups.live(this.groupChannel(group));
+  }
+
+  /** How many members of the group this process has (see groupChannels). */
+  async groupSize(group: string): Promise<number> {
+    return (await this.groupChannels(group)).length;
+  }
+
+  /**
+   * Each shard's state (PING round trip, role, Sentinel master name), the subscriber connections'
+   * ('reconnecting' while one is down) and how long the oldest waiting receive has waited.
+   * Never rejects; takes at most `commandTimeoutMs`.
+   */
+  async health(): Promise<HealthReport> {
+    const shards = await Promise.all(
+      this.shards.map((shard) => shardHealth(shard, this.options.commandTimeoutMs)),
+    );
+    let reader: ReaderState = 'running';
+    if (this.closed) reader = 'stopped';
+    else if (this.subscriptionCount === 0) reader = 'idle';
+    else if (this.states.some((s) => s.down.has('subscriber'))) reader = 'reconnecting';
+    return {
+      ok: !this.closed && shards.every((s) => s.ok),
+      shards,
+      reader,
+      oldestWaitMs: this.mailboxes.oldestWaitMs(),
+    };
+  }
+
   /** Redis channels this layer is subscribed to (or subscribing to), over all shards. */
   get subscriptionCount(): number {
     return this.subscriptions.reduce((n, s) => n + s.size, 0);
@@ -510,7 +547,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
 
   private shardDown(index: number, role: Role): void {
     if (this.closed) return;
-    const health = this.health[index]!;
+    const health = this.states[index]!;
     if (role === 'subscriber') health.epoch++;
     const wasUp = health.down.size === 0;
     health.down.add(role);
@@ -522,7 +559,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
 
   private shardUp(index: number, role: Role): void {
     if (this.closed) return;
-    const health = this.health[index]!;
+    const health = this.states[index]!;
     if (role !== 'subscriber') {
       this.markUp(index, role);
       return;
@@ -543,7 +580,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
 
   private markUp(index: number, role: Role): void {
     if (this.closed) return;
-    const health = this.health[index]!;
+    const health = this.states[index]!;
     if (!health.down.delete(role) || health.down.size > 0) return;
     health.trouble.reset();
     this.count('reconnects');

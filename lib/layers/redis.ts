@@ -36,6 +36,8 @@ import { parseHost } from '../redis/hosts.ts';
 import { crc32Placement, ringPlacement, type Placement } from '../redis/placement.ts';
 import { DeletedChannels, QueuePurge } from '../redis/deleted-channels.ts';
 import { writeDirect } from '../redis/direct.ts';
+import { shardHealth, type HealthReport } from '../redis/health.ts';
+import { Liveness, REGISTRY_NAME } from '../redis/liveness.ts';
 import { Reader } from '../redis/reader.ts';
 import { SendBatcher } from '../redis/sends.ts';
 import {
@@ -186,8 +188,13 @@ export class RedisChannelLayer<M extends Message = Message>
   private readonly prefetched = new Map<string, Prefetch>();
   /** Give-backs in flight, awaited by close(). */
   private readonly givingBack = new Set<Promise<void>>();
-  /** channel → groups this layer added it to (for deleteChannel). */
-  private readonly memberships = new Map<string, Set<string>>();
+  /**
+   * channel → group → score of its groupAdd, for every membership this layer added (deleteChannel
+   * leaves them; liveness puts them back after this process was given up as dead).
+   */
+  private readonly memberships = new Map<string, Map<string, number>>();
+  /** Heartbeat and dead-process verdicts; undefined with `liveness: false`. */
+  private readonly liveness: Liveness | undefined;
   /** Process-local channels deleted lately: their messages are dropped (deleted-channels.ts). */
   private readonly deleted: DeletedChannels;
   /** Process queue key → the purge of its deleted channels' messages this tick. */
@@ -245,6 +252,7 @@ export class RedisChannelLayer<M extends Message = Message>
       (index, work) => this.onShard(index, work),
       Math.ceil(this.options.expiryMs),
     );
+    this.liveness = this.makeLiveness();
   }
 
   // ---------------------------------------------------------------------------------------
@@ -316,6 +324,7 @@ export class RedisChannelLayer<M extends Message = Message>
 
   async newChannel(prefix = 'specific'): Promise<string> {
     this.assertOpen();
+    this.liveness?.start();
     return newProcessChannel(prefix, this.clientPrefix);
   }
 
@@ -323,20 +332,14 @@ export class RedisChannelLayer<M extends Message = Message>
     this.assertOpen();
     assertGroupName(group);
     assertChannelName(channel);
-    await this.onGroupShard(group, (client, key) =>
-      groupAddScript(client, {
-        group: key,
-        score: nextScore(),
-        channel,
-        ttlMs: Math.ceil(this.options.groupExpiryMs),
-      }),
-    );
+    const score = nextScore();
+    await this.addMember(group, channel, score);
     let groups = this.memberships.get(channel);
     if (!groups) {
-      groups = new Set();
+      groups = new Map();
       this.memberships.set(channel, groups);
     }
-    groups.add(group);
+    groups.set(group, score);
   }
 
   async groupDiscard(group: string, channel: string): Promise<void> {
@@ -355,6 +358,7 @@ export class RedisChannelLayer<M extends Message = Message>
     // Refuses a bad or oversized message before touching Redis.
     const encodeFor = this.codec.groupEncoder(message);
     this.count('groupSends');
+    this.liveness?.start();
     const expired = nextScore() - this.options.groupExpiryMs / 1000;
     const members = await this.onGroupShard(group, (client, key) =>
       readMembers(client, key, expired),
@@ -362,7 +366,12 @@ export class RedisChannelLayer<M extends Message = Message>
     if (members.length === 0) return;
 
     const perShard = new Map<number, GroupQueue[]>();
+    const dead: Buffer[] = [];
     for (const [name, channels] of groupQueues(members)) {
+      if (this.liveness?.isDeadQueue(name)) {
+        dead.push(...channels);
+        continue;
+      }
       const index = this.placement.index(name);
       const queue = { key: this.options.prefix + name, channels };
       const queues = perShard.get(index);
@@ -374,6 +383,8 @@ export class RedisChannelLayer<M extends Message = Message>
     const expiredBefore = score - this.options.expiryMs / 1000;
     const args = { score, expiredBefore, ttlMs: Math.ceil(this.options.expiryMs) };
     const calls: Array<Promise<void>> = [];
+    // Sent alongside the group message (no round trip of its own): see README "Operations".
+    if (dead.length > 0) calls.push(this.removeDead(group, dead));
     for (const [index, queues] of perShard) {
       for (let start = 0; start < queues.length; start += GROUP_SEND_CHUNK) {
         const chunk = queues.slice(start, start + GROUP_SEND_CHUNK);
@@ -427,6 +438,7 @@ export class RedisChannelLayer<M extends Message = Message>
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.liveness?.stop();
     this.reader?.stop();
     // Prefetched normal-channel messages go back to their queues before the connections close.
     for (const key of this.prefetched.keys()) void this.giveBack(key, false);
@@ -449,7 +461,7 @@ export class RedisChannelLayer<M extends Message = Message>
   async deleteChannel(channel: string): Promise<void> {
     this.assertOpen();
     assertChannelName(channel);
-    const groups = [...(this.memberships.get(channel) ?? [])];
+    const groups = [...(this.memberships.get(channel)?.keys() ?? [])];
     this.memberships.delete(channel);
     this.count('deletedDropped', this.mailboxes.drop(channel));
     let queue: Promise<void>;
@@ -469,6 +481,44 @@ export class RedisChannelLayer<M extends Message = Message>
     ]);
   }
 
+  /**
+   * The group's live members: memberships not expired, of processes not known dead (liveness;
+   * channels of processes that never registered always count).
+   */
+  async groupChannels(group: string): Promise<string[]> {
+    this.assertOpen();
+    assertGroupName(group);
+    this.liveness?.start();
+    const expired = nextScore() - this.options.groupExpiryMs / 1000;
+    const members = await this.onGroupShard(group, (client, key) =>
+      client.zrangebyscore(key, `(${expired}`, '+inf'),
+    );
+    const liveness = this.liveness;
+    return liveness ? members.filter((c) => !liveness.isDeadQueue(nonLocalName(c))) : members;
+  }
+
+  /** How many live members the group has (see groupChannels). */
+  async groupSize(group: string): Promise<number> {
+    return (await this.groupChannels(group)).length;
+  }
+
+  /**
+   * Each shard's state (PING round trip, role, Sentinel master name), the reader's, and how long
+   * the oldest waiting receive has waited. Never rejects; takes at most `commandTimeoutMs`.
+   */
+  async health(): Promise<HealthReport> {
+    const shards = await Promise.all(
+      this.shards.map((shard) => shardHealth(shard, this.options.commandTimeoutMs)),
+    );
+    const reader = this.reader === undefined ? 'idle' : this.reader.stopped ? 'stopped' : 'running';
+    return {
+      ok: !this.closed && shards.every((s) => s.ok),
+      shards,
+      reader,
+      oldestWaitMs: this.mailboxes.oldestWaitMs(),
+    };
+  }
+
   /** Number of Redis hosts (shards). */
   get shardCount(): number {
     return this.shards.length;
@@ -484,6 +534,66 @@ export class RedisChannelLayer<M extends Message = Message>
 
   private groupKey(group: string): string {
     return `${this.options.prefix}:group:${group}`;
+  }
+
+  private addMember(group: string, channel: string, score: number): Promise<boolean> {
+    return this.onGroupShard(group, (client, key) =>
+      groupAddScript(client, {
+        group: key,
+        score,
+        channel,
+        ttlMs: Math.ceil(this.options.groupExpiryMs),
+      }),
+    );
+  }
+
+  private makeLiveness(): Liveness | undefined {
+    const opts = this.options.liveness;
+    if (opts === false) return undefined;
+    const index = this.placement.index(REGISTRY_NAME);
+    return new Liveness(
+      this.options.prefix + REGISTRY_NAME,
+      this.clientPrefix,
+      { ...opts, trimAfterMs: Math.ceil(this.options.groupExpiryMs + opts.deadAfterMs) },
+      {
+        onRegistry: (work) => this.onShard(index, work),
+        restore: () => this.restoreMemberships(),
+        report: (err) => this.reportError(err, 'liveness heartbeat'),
+      },
+    );
+  }
+
+  /** Removes the channels of dead processes from a group (counted by what Redis removed). */
+  private removeDead(group: string, channels: Buffer[]): Promise<void> {
+    return this.onGroupShard(group, (client, key) => client.zrem(key, ...channels)).then((n) =>
+      this.count('deadRemoved', n),
+    );
+  }
+
+  /**
+   * Puts back the memberships this layer added that are not expired, with their groupAdd
+   * score (so they expire when they would have): this process had been given up as dead, so
+   * others may have removed them. Counts the ones that were missing.
+   */
+  private async restoreMemberships(): Promise<void> {
+    const expired = nextScore() - this.options.groupExpiryMs / 1000;
+    const adds: Array<Promise<void>> = [];
+    for (const [channel, groups] of this.memberships) {
+      for (const [group, score] of groups) {
+        if (score <= expired) continue;
+        adds.push(
+          this.addMember(group, channel, score).then(
+            (added) => {
+              if (added) this.count('membershipsRestored');
+            },
+            (err: unknown) => {
+              if (!this.closed) this.reportError(err, `restoring ${channel} in group ${group}`);
+            },
+          ),
+        );
+      }
+    }
+    await Promise.all(adds);
   }
 
   /**
