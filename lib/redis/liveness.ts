@@ -96,16 +96,18 @@ export class Liveness {
   private beat(): void {
     // One heartbeat at a time: a slow registry gets no pile of them.
     if (this.beating !== undefined) return;
-    const sentAt = Date.now();
+    // When the script was sent: a heartbeat may have waited for a connection first.
+    let sentAt = 0;
     this.beating = this.hooks
-      .onRegistry((client) =>
-        heartbeatScript(client, {
+      .onRegistry((client) => {
+        sentAt = Date.now();
+        return heartbeatScript(client, {
           registry: this.registry,
           client: this.client,
           deadAfterMs: this.opts.deadAfterMs,
           trimAfterMs: this.opts.trimAfterMs,
-        }),
-      )
+        });
+      })
       .then(
         (verdict) => this.judged(verdict, sentAt),
         (err: unknown) => {

@@ -87,6 +87,17 @@ export function scriptArgs<F extends string, I extends string>(
   return args;
 }
 
+/**
+ * Defines `specs`' commands on `client`. Done for every script when a connection is made
+ * (Shard): ioredis copies a client's commands into each auto-pipeline as it starts one, so a
+ * command defined while one is pending is missing from it ("pipeline[functionName] is not a
+ * function") when called in the same tick.
+ */
+export function defineScripts(client: Redis, specs: readonly ScriptSpec[]): void {
+  for (const spec of specs)
+    client.defineCommand(scriptCommand(spec), { lua: scriptSource(spec.name) });
+}
+
 type ScriptFn = (numKeys: number, ...args: ScriptArg[]) => Promise<unknown>;
 
 /** Runs `spec`'s script (see scriptArgs); its reply, undecoded. */
@@ -98,8 +109,7 @@ export function runScript<F extends string, I extends string>(
 ): Promise<unknown> {
   const commands = client as unknown as Record<string, ScriptFn | undefined>;
   const command = scriptCommand(spec);
-  if (commands[command] === undefined)
-    client.defineCommand(command, { lua: scriptSource(spec.name) });
+  if (commands[command] === undefined) defineScripts(client, [spec]);
   const fn = commands[spec.buffers ? `${command}Buffer` : command]!;
   return fn.apply(client, scriptArgs(spec, fixed, items));
 }
