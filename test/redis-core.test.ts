@@ -1194,6 +1194,7 @@ describe('RedisChannelLayer: semantics', () => {
     const layer = makeLayer({ hosts: one.urls, prefix: freshPrefix() });
     assert.deepEqual(Object.keys(layer.stats()).sort(), [
       'capacityRejected',
+      'deadRemoved',
       'deletedDropped',
       'disconnects',
       'expired',
@@ -1202,6 +1203,7 @@ describe('RedisChannelLayer: semantics', () => {
       'groupDropped',
       'groupSends',
       'localDropped',
+      'membershipsRestored',
       'received',
       'reconnects',
       'sent',
