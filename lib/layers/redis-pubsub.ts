@@ -29,7 +29,7 @@
  *   receives go on working.
  * - `deleteChannel()` rejects receives still waiting on that channel.
  */
-import { shardHealth, type HealthReport, type ReaderState } from '../redis/health.ts';
+import { healthReport, type HealthReport, type ReaderState } from '../redis/health.ts';
 import type { LayerOptions } from '../config.ts';
 import { Closing } from '../closing.ts';
 import { abortReason, LayerClosed, WrongClientPrefix } from '../errors.ts';
@@ -352,19 +352,15 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
    * Never rejects; takes at most `commandTimeoutMs`.
    */
   async health(): Promise<HealthReport> {
-    const shards = await Promise.all(
-      this.shards.map((shard) => shardHealth(shard, this.options.commandTimeoutMs)),
-    );
     let reader: ReaderState = 'running';
     if (this.closed) reader = 'stopped';
     else if (this.subscriptionCount === 0) reader = 'idle';
     else if (this.states.some((s) => s.down.has('subscriber'))) reader = 'reconnecting';
-    return {
-      ok: !this.closed && shards.every((s) => s.ok),
-      shards,
+    return healthReport(this.shards, this.options.commandTimeoutMs, {
+      closed: this.closed,
       reader,
       oldestWaitMs: this.mailboxes.oldestWaitMs(),
-    };
+    });
   }
 
   /** Redis channels this layer is subscribed to (or subscribing to), over all shards. */

@@ -36,7 +36,7 @@ import { parseHost } from '../redis/hosts.ts';
 import { crc32Placement, ringPlacement, type Placement } from '../redis/placement.ts';
 import { DeletedChannels, QueuePurge } from '../redis/deleted-channels.ts';
 import { writeDirect } from '../redis/direct.ts';
-import { shardHealth, type HealthReport } from '../redis/health.ts';
+import { healthReport, type HealthReport } from '../redis/health.ts';
 import { Liveness, REGISTRY_NAME } from '../redis/liveness.ts';
 import { Reader } from '../redis/reader.ts';
 import { SendBatcher } from '../redis/sends.ts';
@@ -507,16 +507,11 @@ export class RedisChannelLayer<M extends Message = Message>
    * the oldest waiting receive has waited. Never rejects; takes at most `commandTimeoutMs`.
    */
   async health(): Promise<HealthReport> {
-    const shards = await Promise.all(
-      this.shards.map((shard) => shardHealth(shard, this.options.commandTimeoutMs)),
-    );
-    const reader = this.reader === undefined ? 'idle' : this.reader.stopped ? 'stopped' : 'running';
-    return {
-      ok: !this.closed && shards.every((s) => s.ok),
-      shards,
-      reader,
+    return healthReport(this.shards, this.options.commandTimeoutMs, {
+      closed: this.closed,
+      reader: this.reader === undefined ? 'idle' : this.reader.stopped ? 'stopped' : 'running',
       oldestWaitMs: this.mailboxes.oldestWaitMs(),
-    };
+    });
   }
 
   /** Number of Redis hosts (shards). */

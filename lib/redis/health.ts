@@ -40,6 +40,21 @@ export interface HealthReport {
   oldestWaitMs: number | undefined;
 }
 
+/** The report of a Redis layer: every shard asked at once; ok when all are and it is open. */
+export async function healthReport(
+  shards: readonly Shard[],
+  timeoutMs: number,
+  layer: { closed: boolean; reader: ReaderState; oldestWaitMs: number | undefined },
+): Promise<HealthReport> {
+  const reports = await Promise.all(shards.map((shard) => shardHealth(shard, timeoutMs)));
+  return {
+    ok: !layer.closed && reports.every((s) => s.ok),
+    shards: reports,
+    reader: layer.reader,
+    oldestWaitMs: layer.oldestWaitMs,
+  };
+}
+
 /** One shard's health, within `timeoutMs` (connecting it first if it is lazy). */
 export async function shardHealth(shard: Shard, timeoutMs: number): Promise<ShardHealth> {
   const masterName = shard.spec.options.sentinels?.length ? shard.spec.options.name : undefined;
