@@ -76,6 +76,17 @@ export interface LayerOptions {
   onReconnect?: (shard: number) => void;
   /** Where skipped payloads and connection trouble are reported; default `console`. */
   logger?: Logger;
+  /**
+   * Core layer: this process registers itself with a heartbeat, and group sends skip (and
+   * remove from the group) the channels of registered processes silent for `deadAfterMs`.
+   * `false` turns it off; `true` or `{}` means the defaults (5000 ms, 30000 ms).
+   */
+  liveness?: LivenessOption | boolean;
+}
+
+export interface LivenessOption {
+  heartbeatMs?: number;
+  deadAfterMs?: number;
 }
 
 /**
@@ -102,7 +113,13 @@ const OPTION_NAMES = Object.keys({
   onDisconnect: true,
   onReconnect: true,
   logger: true,
+  liveness: true,
 } satisfies Record<keyof LayerOptions, true>);
+
+const LIVENESS_NAMES = Object.keys({
+  heartbeatMs: true,
+  deadAfterMs: true,
+} satisfies Record<keyof LivenessOption, true>);
 
 export interface Logger {
   warn(message: string): void;
@@ -126,6 +143,7 @@ export interface ResolvedOptions {
   clusterPubSub: 'sharded' | 'global';
   commandTimeoutMs: number;
   fernetTtlSlack: number;
+  liveness: { heartbeatMs: number; deadAfterMs: number } | false;
 }
 
 export const DEFAULTS = {
@@ -141,6 +159,7 @@ export const DEFAULTS = {
   sharding: 'crc32',
   commandTimeoutMs: 5000,
   fernetTtlSlack: 10,
+  liveness: { heartbeatMs: 5000, deadAfterMs: 30000 },
 } as const;
 
 /** A bad value as the error shows it: strings quoted, with the type when it is not a number. */
@@ -164,15 +183,15 @@ function distance(a: string, b: string): number {
   return row[b.length]!;
 }
 
-function refuseUnknownKeys(input: object): void {
-  const known = new Set(OPTION_NAMES);
+function refuseUnknownKeys(input: object, names = OPTION_NAMES, what = 'option'): void {
+  const known = new Set(names);
   for (const key of Object.keys(input)) {
     if (known.has(key)) continue;
     // A Django spelling (group_expiri) is best matched among the snake_case names.
-    const candidates = key.includes('_') ? OPTION_NAMES.map(snakeCase) : OPTION_NAMES;
+    const candidates = key.includes('_') ? names.map(snakeCase) : names;
     let best = candidates[0]!;
     for (const name of candidates) if (distance(key, name) < distance(key, best)) best = name;
-    throw new ConfigurationError(`Unknown option "${key}" (did you mean "${best}"?)`);
+    throw new ConfigurationError(`Unknown ${what} "${key}" (did you mean "${best}"?)`);
   }
 }
 
@@ -233,6 +252,34 @@ function compileCapacities(rules: CapacityRules | undefined): Array<[RegExp, num
       `channelCapacity pattern must be a glob string or RegExp, got ${String(pattern)}`,
     );
   });
+}
+
+/** `liveness`: false, or both periods (a process must beat more often than it is judged). */
+function resolveLiveness(input: unknown): ResolvedOptions['liveness'] {
+  if (input === false) return false;
+  if (input === undefined || input === true) return { ...DEFAULTS.liveness };
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+    throw new ConfigurationError(
+      `liveness must be false or { heartbeatMs, deadAfterMs }, got ${shown(input)}`,
+    );
+  }
+  refuseUnknownKeys(input, LIVENESS_NAMES, 'liveness option');
+  const given = input as LivenessOption;
+  const heartbeatMs = positive(
+    'liveness.heartbeatMs',
+    given.heartbeatMs ?? DEFAULTS.liveness.heartbeatMs,
+  );
+  const deadAfterMs = positive(
+    'liveness.deadAfterMs',
+    given.deadAfterMs ?? DEFAULTS.liveness.deadAfterMs,
+  );
+  if (deadAfterMs <= heartbeatMs) {
+    throw new ConfigurationError(
+      `liveness.deadAfterMs (${deadAfterMs}) must exceed liveness.heartbeatMs (${heartbeatMs}): ` +
+        'a live process would look dead between two heartbeats',
+    );
+  }
+  return { heartbeatMs, deadAfterMs };
 }
 
 export function resolveOptions(input: LayerOptions = {}): ResolvedOptions {
@@ -316,6 +363,7 @@ export function resolveOptions(input: LayerOptions = {}): ResolvedOptions {
       },
     ),
     fernetTtlSlack: nonNegative('fernetTtlSlack', input.fernetTtlSlack ?? DEFAULTS.fernetTtlSlack),
+    liveness: resolveLiveness(input.liveness),
   };
 }
 
@@ -326,7 +374,10 @@ export function capacityFor(opts: ResolvedOptions, channel: string): number {
 
 /** Django's snake_case spelling → ours, for the layer options and a Sentinel host's keys. */
 const SNAKE_KEYS: Record<string, string> = Object.fromEntries(
-  [...OPTION_NAMES, 'masterName', 'sentinelKwargs'].map((name) => [snakeCase(name), name]),
+  [...OPTION_NAMES, ...LIVENESS_NAMES, 'masterName', 'sentinelKwargs'].map((name) => [
+    snakeCase(name),
+    name,
+  ]),
 );
 
 function camelKeys(obj: Record<string, unknown>): Record<string, unknown> {
@@ -347,5 +398,7 @@ export function fromDjangoConfig(config: Record<string, unknown>): LayerOptions 
       return entry;
     });
   }
+  if (opts.liveness !== null && typeof opts.liveness === 'object' && !Array.isArray(opts.liveness))
+    opts.liveness = camelKeys(opts.liveness as Record<string, unknown>);
   return opts as LayerOptions;
 }

@@ -7,7 +7,9 @@ export type {
   ClusterHost,
   CapacityRules,
   Logger,
+  LivenessOption,
 } from './config.ts';
+export type { HealthReport, ReaderState, ShardHealth } from './redis/health.ts';
 export {
   ChannelFull,
   MessageTooLarge,

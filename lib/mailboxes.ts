@@ -16,6 +16,8 @@ interface Entry<T> {
   expiresAt: number;
 }
 
+const LOADED_AT = Date.now();
+
 /**
  * A waiting receive. A plain class instance (no per-receive closures): with 100,000 idle
  * consumers, every byte here counts. Receives with a signal use `SignalWaiter`.
@@ -23,6 +25,8 @@ interface Entry<T> {
 class Waiter<T> {
   resolve!: (value: T) => void;
   reject!: (err: unknown) => void;
+  /** When it started waiting, ms after module load: a small integer for 12 days (no boxing). */
+  readonly since = Date.now() - LOADED_AT;
 
   settle(value: T): void {
     this.resolve(value);
@@ -267,6 +271,17 @@ export class Mailboxes<T> {
     const slot = this.boxes.get(channel);
     if (slot === undefined) return 0;
     return slot instanceof Waiter ? 1 : slot.waiterCount;
+  }
+
+  /** How long the longest-waiting receive has waited (ms), or undefined when none waits. */
+  oldestWaitMs(): number | undefined {
+    let since = Infinity;
+    for (const slot of this.boxes.values()) {
+      // A channel's first waiter is its oldest.
+      const first = slot instanceof Mailbox ? slot.first : slot;
+      if (first !== undefined && first.since < since) since = first.since;
+    }
+    return since === Infinity ? undefined : Date.now() - LOADED_AT - since;
   }
 
   /** Number of channels holding any state (for leak checks). */

@@ -47,6 +47,14 @@ export class ExpiringMemberships {
     return this.groups.get(group);
   }
 
+  /** A group's members whose membership has not expired, in expiry order. */
+  live(group: string, now = Date.now()): string[] {
+    const live: string[] = [];
+    for (const [member, expiresAt] of this.groups.get(group) ?? [])
+      if (expiresAt > now) live.push(member);
+    return live;
+  }
+
   /** The groups with at least one member. */
   names(): string[] {
     return [...this.groups.keys()];

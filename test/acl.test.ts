@@ -310,6 +310,50 @@ describe('least-privilege ACL user (README)', () => {
     await assertNothingRefused(ports);
   });
 
+  test('operations: the liveness heartbeat, groupChannels/groupSize and health (both layers, Sentinel too)', async () => {
+    const port = one.servers[0]!.port;
+    const liveness = { heartbeatMs: 100, deadAfterMs: 1000 };
+    const judge = coreLayer([userUrl(port)], { liveness });
+    const member = coreLayer([userUrl(port)], { liveness });
+    const channel = await member.newChannel();
+    await member.groupAdd('acl-ops', channel);
+    await judge.newChannel();
+    // A few heartbeats of both (the registry lists them), then group sends that read the verdict.
+    const registry = admin(port);
+    await waitFor(async () => (await registry.zcard('asgi:processes')) === 2);
+    const seen = Number(await registry.zscore('asgi:processes', judge.clientPrefix));
+    await waitFor(
+      async () => Number(await registry.zscore('asgi:processes', judge.clientPrefix)) > seen,
+    );
+    await judge.groupSend('acl-ops', { type: 'ops' });
+    assert.deepEqual(await receiveWithin(member, channel), { type: 'ops' });
+    assert.deepEqual(await judge.groupChannels('acl-ops'), [channel]);
+    assert.equal(await judge.groupSize('acl-ops'), 1);
+    const pubsub = pubsubLayer([userUrl(port)]);
+    await pubsub.groupAdd('acl-ops', await pubsub.newChannel());
+    assert.equal(await pubsub.groupSize('acl-ops'), 1);
+
+    for (const layer of [judge, pubsub]) {
+      const report = await layer.health();
+      assert.equal(report.ok, true, JSON.stringify(report));
+      assert.equal(report.shards[0]!.role, 'master');
+    }
+    const sentinel = coreLayer([
+      {
+        sentinels: topo.sentinels,
+        masterName: topo.masterName,
+        username: USERNAME,
+        password: PASSWORD,
+      },
+    ]);
+    const report = await sentinel.health();
+    assert.equal(report.ok, true, JSON.stringify(report));
+    assert.equal(report.shards[0]!.masterName, topo.masterName);
+    assert.equal(report.shards[0]!.role, 'master');
+    await closeAll();
+    await assertNothingRefused([port, topo.master.port, topo.replica.port]);
+  });
+
   test('both layers: a server restart is survived (reconnect, resubscribe, reader back)', async () => {
     const server = restartable.servers[0]!;
     const core = coreLayer([userUrl(server.port)]);

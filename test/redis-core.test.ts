@@ -1253,6 +1253,7 @@ describe('RedisChannelLayer: semantics', () => {
     const layer = makeLayer({ hosts: one.urls, prefix: freshPrefix() });
     assert.deepEqual(Object.keys(layer.stats()).sort(), [
       'capacityRejected',
+      'deadRemoved',
       'deletedDropped',
       'disconnects',
       'expired',
@@ -1261,6 +1262,7 @@ describe('RedisChannelLayer: semantics', () => {
       'groupDropped',
       'groupSends',
       'localDropped',
+      'membershipsRestored',
       'received',
       'reconnects',
       'sent',

@@ -31,6 +31,8 @@ export const COUNTERS = [
   'disconnects',
   'reconnects',
   'failovers',
+  'deadRemoved',
+  'membershipsRestored',
 ] as const;
 export type CounterName = (typeof COUNTERS)[number];
 

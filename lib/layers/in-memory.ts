@@ -3,6 +3,7 @@
  * process-specific channels. Messages pass through the configured serializer, so what it
  * accepts, refuses and copies is exactly what a Redis layer would.
  */
+import type { HealthReport } from '../redis/health.ts';
 import { ChannelFull, LayerClosed } from '../errors.ts';
 import type { LayerOptions } from '../config.ts';
 import { ExpiringMemberships } from '../memberships.ts';
@@ -125,6 +126,28 @@ export class InMemoryChannelLayer<M extends Message = Message>
     this.closed = true;
     this.groups.clear();
     this.mailboxes.close(new LayerClosed(this.constructor.name));
+  }
+
+  /** The group's members whose membership has not expired. */
+  async groupChannels(group: string): Promise<string[]> {
+    this.assertOpen();
+    assertGroupName(group);
+    return this.groups.live(group);
+  }
+
+  /** How many members the group has (see groupChannels). */
+  async groupSize(group: string): Promise<number> {
+    return (await this.groupChannels(group)).length;
+  }
+
+  /** No servers: ok while open, with how long the oldest waiting receive has waited. */
+  async health(): Promise<HealthReport> {
+    return {
+      ok: !this.closed,
+      shards: [],
+      reader: this.closed ? 'stopped' : 'running',
+      oldestWaitMs: this.mailboxes.oldestWaitMs(),
+    };
   }
 
   /** Channels holding buffered messages or waiters (for leak checks). */

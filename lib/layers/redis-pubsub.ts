@@ -29,6 +29,7 @@
  *   receives go on working.
  * - `deleteChannel()` rejects receives still waiting on that channel.
  */
+import { healthReport, type HealthReport, type ReaderState } from '../redis/health.ts';
 import type { LayerOptions } from '../config.ts';
 import { Closing } from '../closing.ts';
 import { abortReason, LayerClosed, WrongClientPrefix } from '../errors.ts';
@@ -307,6 +308,38 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
 
   // ---------------------------------------------------------------------------------------
   // Introspection
+
+  /**
+   * This process's members of the group whose membership has not expired. Pub/Sub membership is
+   * per process (a subscription here): members in other processes are not known, and not counted.
+   */
+  async groupChannels(group: string): Promise<string[]> {
+    this.assertOpen();
+    assertGroupName(group);
+    return this.groups.live(this.groupChannel(group));
+  }
+
+  /** How many members of the group this process has (see groupChannels). */
+  async groupSize(group: string): Promise<number> {
+    return (await this.groupChannels(group)).length;
+  }
+
+  /**
+   * Each shard's state (PING round trip, role, Sentinel master name), the subscriber connections'
+   * ('reconnecting' while one is down) and how long the oldest waiting receive has waited.
+   * Never rejects; takes at most `commandTimeoutMs`.
+   */
+  async health(): Promise<HealthReport> {
+    let reader: ReaderState = 'running';
+    if (this.closed) reader = 'stopped';
+    else if (this.subscriptionCount === 0) reader = 'idle';
+    else if (this.shards.isDown('subscriber')) reader = 'reconnecting';
+    return healthReport(await this.shards.health(this.options.commandTimeoutMs), {
+      closed: this.closed,
+      reader,
+      oldestWaitMs: this.mailboxes.oldestWaitMs(),
+    });
+  }
 
   /** Redis channels this layer is subscribed to (or subscribing to), over all shards. */
   get subscriptionCount(): number {

@@ -28,6 +28,8 @@ import {
   uuidHex,
 } from '../names.ts';
 import { Groups } from '../redis/groups.ts';
+import { healthReport, type HealthReport } from '../redis/health.ts';
+import { Liveness, REGISTRY_NAME } from '../redis/liveness.ts';
 import { Receiver } from '../redis/receiver.ts';
 import { SendBatcher } from '../redis/sends.ts';
 import { nextScore } from '../redis/send-time.ts';
@@ -55,6 +57,8 @@ export class RedisChannelLayer<M extends Message = Message>
   private readonly sends: SendBatcher;
   private readonly receiver: Receiver<M>;
   private readonly groups: Groups;
+  /** Heartbeat and dead-process verdicts; undefined with `liveness: false`. */
+  private readonly liveness: Liveness | undefined;
   /** Next host for a normal-channel send with `normalChannelSharding: 'round-robin'`. */
   private sendCursor = 0;
 
@@ -82,7 +86,9 @@ export class RedisChannelLayer<M extends Message = Message>
       options: this.options,
       count: (name: CounterName, by?: number) => this.count(name, by),
       capacityFor: (channel: string) => this.capacityFor(channel),
-      report: (err: unknown, where: string) => this.reportError(err, where),
+      report: (err: unknown, where: string) => {
+        if (!this.closed) this.reportError(err, where);
+      },
     };
     this.receiver = new Receiver<M>({
       ...context,
@@ -91,11 +97,15 @@ export class RedisChannelLayer<M extends Message = Message>
       skipUnreadable: (where, err) => this.skipUnreadable(where, err),
       isClosed: () => this.closed,
     });
-    this.groups = new Groups(context);
+    this.groups = new Groups({
+      ...context,
+      isDeadQueue: (name) => this.liveness?.isDeadQueue(name) ?? false,
+    });
     this.sends = new SendBatcher(
       (index, work) => this.shards.run(index, work),
       Math.ceil(this.options.expiryMs),
     );
+    this.liveness = this.makeLiveness();
   }
 
   // ---------------------------------------------------------------------------------------
@@ -144,6 +154,7 @@ export class RedisChannelLayer<M extends Message = Message>
 
   async newChannel(prefix = 'specific'): Promise<string> {
     this.assertOpen();
+    this.liveness?.start();
     return newProcessChannel(prefix, this.clientPrefix);
   }
 
@@ -168,6 +179,7 @@ export class RedisChannelLayer<M extends Message = Message>
     // Refuses a bad or oversized message before touching Redis.
     const encodeFor = this.codec.groupEncoder(message);
     this.count('groupSends');
+    this.liveness?.start();
     await this.groups.send(group, encodeFor);
   }
 
@@ -181,6 +193,7 @@ export class RedisChannelLayer<M extends Message = Message>
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.liveness?.stop();
     await this.receiver.close(new LayerClosed(this.constructor.name));
     this.shards.close();
     this.groups.clear();
@@ -199,6 +212,35 @@ export class RedisChannelLayer<M extends Message = Message>
     await Promise.all([this.groups.leaveAll(channel), this.receiver.forget(channel)]);
   }
 
+  /**
+   * The group's live members: memberships not expired, of processes not known dead (liveness;
+   * channels of processes that never registered always count).
+   */
+  async groupChannels(group: string): Promise<string[]> {
+    this.assertOpen();
+    assertGroupName(group);
+    this.liveness?.start();
+    return this.groups.channels(group);
+  }
+
+  /** How many live members the group has (see groupChannels). */
+  async groupSize(group: string): Promise<number> {
+    return (await this.groupChannels(group)).length;
+  }
+
+  /**
+   * Each shard's state (PING round trip, role, Sentinel master name; on a cluster, each master),
+   * the reader's, and how long the oldest waiting receive has waited. Never rejects; takes at
+   * most `commandTimeoutMs`.
+   */
+  async health(): Promise<HealthReport> {
+    return healthReport(await this.shards.health(this.options.commandTimeoutMs), {
+      closed: this.closed,
+      reader: this.closed ? 'stopped' : this.receiver.readerState,
+      oldestWaitMs: this.receiver.oldestWaitMs(),
+    });
+  }
+
   /** Number of Redis hosts (shards); on a cluster, its slots. */
   get shardCount(): number {
     return this.shards.size;
@@ -210,5 +252,22 @@ export class RedisChannelLayer<M extends Message = Message>
     if (group) return this.shards.index(name, `${prefix}:group:${name}`);
     const local = nonLocalName(name);
     return this.shards.index(local, prefix + local);
+  }
+
+  private makeLiveness(): Liveness | undefined {
+    const opts = this.options.liveness;
+    if (opts === false) return undefined;
+    const registry = this.options.prefix + REGISTRY_NAME;
+    const index = this.shards.index(REGISTRY_NAME, registry);
+    return new Liveness(
+      registry,
+      this.clientPrefix,
+      { ...opts, trimAfterMs: Math.ceil(this.options.groupExpiryMs + opts.deadAfterMs) },
+      {
+        onRegistry: (work) => this.shards.run(index, work),
+        restore: () => this.groups.restore(),
+        report: (err) => this.reportError(err, 'liveness heartbeat'),
+      },
+    );
   }
 }

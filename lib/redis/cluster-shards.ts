@@ -26,11 +26,12 @@ import calculateSlot from 'cluster-key-slot';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { ConnectionError, errorMessage } from '../errors.ts';
 import { explainFailure } from './failures.ts';
+import { serverHealth, type ShardHealth } from './health.ts';
 import { useHelloReadyCheck } from './hello.ts';
 import type { ClusterSpec } from './hosts.ts';
 import type { ReadTarget, TargetsOf } from './reader.ts';
 import { giveBackScript, SCRIPTS } from './script-calls.ts';
-import { scriptCommand } from './scripts.ts';
+import { defineScripts, scriptCommand } from './scripts.ts';
 import type { MasterChange, ShardSet, ShardSetEvents } from './shard-set.ts';
 import { reconnectDelay } from './shard.ts';
 import { wake } from './wake.ts';
@@ -121,6 +122,7 @@ export class ClusterShards implements ShardSet {
         commandTimeout: opts.commandTimeoutMs,
       },
     });
+    defineScripts(this.client as unknown as Redis, SCRIPTS);
     this.troubleReport = events.trouble({
       client: this.client,
       on: (event, listener) => this.trouble.on(event, listener),
@@ -186,6 +188,29 @@ export class ClusterShards implements ShardSet {
           await Promise.all(keys.map((key) => client.unlink(key)));
         } while (cursor !== '0');
       }),
+    );
+  }
+
+  /** Every master of the cluster (as shard 0, named by its address). */
+  async health(timeoutMs: number): Promise<ShardHealth[]> {
+    try {
+      await this.whenReady();
+    } catch (err) {
+      return [
+        {
+          shard: 0,
+          id: 'cluster',
+          ok: false,
+          latencyMs: undefined,
+          role: undefined,
+          error: errorMessage(err),
+        },
+      ];
+    }
+    return Promise.all(
+      this.client
+        .nodes('master')
+        .map((node) => serverHealth({ shard: 0, id: keyOf(node) }, async () => node, timeoutMs)),
     );
   }
 

@@ -7,11 +7,15 @@
  *    share one key), so one message per queue names all its members (`__asgi_channel__`);
  * 3. per shard, in chunks of GROUP_SEND_CHUNK queues, one group_send.lua call: a capacity-checked
  *    ZADD per queue; full queues and foreign keys come back by index.
+ *
+ * A queue of a process known dead (liveness.ts) gets nothing; its channels are removed from the
+ * group by a ZREM sent with the group message (no round trip of its own).
  */
 import { Command, type Redis } from 'ioredis';
 import type { ResolvedOptions } from '../config.ts';
 import { errorMessage, NotAChannelQueue, NotAGroup } from '../errors.ts';
 import type { CounterName } from '../layers/base.ts';
+import { nonLocalName } from '../names.ts';
 import { writeDirect } from './direct.ts';
 import { groupQueues } from './group-queues.ts';
 import { groupAddScript, groupSendScript, type GroupSendQueue } from './script-calls.ts';
@@ -28,6 +32,8 @@ export interface GroupsContext {
   count(name: CounterName, by?: number): void;
   capacityFor(channel: string): number;
   report(err: unknown, context: string): void;
+  /** Whether a queue (non-local name) belongs to a process known dead (liveness.ts). */
+  isDeadQueue(name: string): boolean;
 }
 
 /** One channel key a group message goes to, with the members sharing it (names as bytes). */
@@ -55,22 +61,59 @@ function readMembers(client: Redis, key: string, expired: number): Promise<Buffe
 }
 
 export class Groups {
-  /** channel → groups this layer added it to (for deleteChannel). */
-  private readonly memberships = new Map<string, Set<string>>();
+  /**
+   * channel → group → score of its groupAdd, for every membership this layer added (deleteChannel
+   * leaves them; liveness puts them back after this process was given up as dead).
+   */
+  private readonly memberships = new Map<string, Map<string, number>>();
 
   constructor(private readonly ctx: GroupsContext) {}
 
   async add(group: string, channel: string): Promise<void> {
-    const ttlMs = Math.ceil(this.ctx.options.groupExpiryMs);
-    await this.onGroup(group, (client, key) =>
-      groupAddScript(client, { group: key, score: nextScore(), channel, ttlMs }),
-    );
+    const score = nextScore();
+    await this.addMember(group, channel, score);
     let groups = this.memberships.get(channel);
     if (!groups) {
-      groups = new Set();
+      groups = new Map();
       this.memberships.set(channel, groups);
     }
-    groups.add(group);
+    groups.set(group, score);
+  }
+
+  /**
+   * The group's live members: memberships not expired, of processes not known dead (channels of
+   * processes that never registered always count).
+   */
+  async channels(group: string): Promise<string[]> {
+    const expired = nextScore() - this.ctx.options.groupExpiryMs / 1000;
+    const members = await this.onGroup(group, (client, key) =>
+      client.zrangebyscore(key, `(${expired}`, '+inf'),
+    );
+    return members.filter((c) => !this.ctx.isDeadQueue(nonLocalName(c)));
+  }
+
+  /**
+   * Puts back the memberships this layer added that are not expired, with their groupAdd score
+   * (so they expire when they would have): this process had been given up as dead, so others
+   * may have removed them. Counts the ones that were missing.
+   */
+  async restore(): Promise<void> {
+    const expired = nextScore() - this.ctx.options.groupExpiryMs / 1000;
+    const adds: Array<Promise<void>> = [];
+    for (const [channel, groups] of this.memberships) {
+      for (const [group, score] of groups) {
+        if (score <= expired) continue;
+        adds.push(
+          this.addMember(group, channel, score).then(
+            (added) => {
+              if (added) this.ctx.count('membershipsRestored');
+            },
+            (err: unknown) => this.ctx.report(err, `restoring ${channel} in group ${group}`),
+          ),
+        );
+      }
+    }
+    await Promise.all(adds);
   }
 
   async discard(group: string, channel: string): Promise<void> {
@@ -81,7 +124,7 @@ export class Groups {
 
   /** Leaves every group this layer added `channel` to (deleteChannel). */
   async leaveAll(channel: string): Promise<void> {
-    const groups = [...(this.memberships.get(channel) ?? [])];
+    const groups = [...(this.memberships.get(channel)?.keys() ?? [])];
     this.memberships.delete(channel);
     await Promise.all(
       groups.map((group) => this.onGroup(group, (client, key) => client.zrem(key, channel))),
@@ -104,7 +147,12 @@ export class Groups {
     if (members.length === 0) return;
 
     const perShard = new Map<number, GroupQueue[]>();
+    const dead: Buffer[] = [];
     for (const [name, channels] of groupQueues(members)) {
+      if (this.ctx.isDeadQueue(name)) {
+        dead.push(...channels);
+        continue;
+      }
       const key = options.prefix + name;
       const index = shards.index(name, key);
       const queue = { key, channels };
@@ -120,6 +168,8 @@ export class Groups {
       ttlMs: Math.ceil(options.expiryMs),
     };
     const calls: Array<Promise<void>> = [];
+    // Sent alongside the group message (no round trip of its own): see README "Operations".
+    if (dead.length > 0) calls.push(this.removeDead(group, dead));
     for (const [index, queues] of perShard) {
       for (let start = 0; start < queues.length; start += GROUP_SEND_CHUNK) {
         const chunk = queues.slice(start, start + GROUP_SEND_CHUNK);
@@ -143,6 +193,20 @@ export class Groups {
   /** The key of a group's members (channels_redis's name). */
   private key(group: string): string {
     return `${this.ctx.options.prefix}:group:${group}`;
+  }
+
+  private addMember(group: string, channel: string, score: number): Promise<boolean> {
+    const ttlMs = Math.ceil(this.ctx.options.groupExpiryMs);
+    return this.onGroup(group, (client, key) =>
+      groupAddScript(client, { group: key, score, channel, ttlMs }),
+    );
+  }
+
+  /** Removes the channels of dead processes from a group (counted by what Redis removed). */
+  private removeDead(group: string, channels: Buffer[]): Promise<void> {
+    return this.onGroup(group, (client, key) => client.zrem(key, ...channels)).then((n) =>
+      this.ctx.count('deadRemoved', n),
+    );
   }
 
   private counted(

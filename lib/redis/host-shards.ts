@@ -7,6 +7,7 @@
  */
 import type { Redis } from 'ioredis';
 import type { HostEntry } from '../config.ts';
+import { shardHealth, type ShardHealth } from './health.ts';
 import { parseHost } from './hosts.ts';
 import { crc32Placement, ringPlacement, type Placement } from './placement.ts';
 import type { ReadTarget, TargetsOf } from './reader.ts';
@@ -42,6 +43,8 @@ function bump(health: Health, role: Role): number {
 export class HostShards implements ShardSet {
   readonly shards: readonly Shard[];
   private readonly indices: readonly number[];
+  /** Per shard: which of its tracked connections are down. */
+  private readonly states: Health[] = [];
   private readonly placement: Placement;
   /** Shards whose server version was checked (ensureVersion resolved): the hot path of run(). */
   private readonly verified: boolean[] = [];
@@ -60,6 +63,7 @@ export class HostShards implements ShardSet {
     this.shards = specs.map((spec, i) => {
       const shard = new Shard(i, spec, opts);
       const health: Health = { down: new Set(), epochs: new Map(), trouble: events.trouble(shard) };
+      this.states.push(health);
       shard.on('down', (role: Role) => {
         if (tracked.has(role)) this.down(i, role, health);
       });
@@ -106,6 +110,15 @@ export class HostShards implements ShardSet {
         }),
       ),
     );
+  }
+
+  health(timeoutMs: number): Promise<ShardHealth[]> {
+    return Promise.all(this.shards.map((shard) => shardHealth(shard, timeoutMs)));
+  }
+
+  /** Whether a connection of `role` is down on any shard (Pub/Sub: its subscribers). */
+  isDown(role: Role): boolean {
+    return this.states.some((health) => health.down.has(role));
   }
 
   /** Every key is read on every shard (see everywhere()). */

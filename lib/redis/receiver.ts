@@ -24,6 +24,7 @@ import { CHANNEL_FIELD, type Codec } from '../serde/codec.ts';
 import type { Message, ReceiveOptions } from '../types.ts';
 import { DeletedChannels, QueuePurge } from './deleted-channels.ts';
 import { Demand } from './demand.ts';
+import type { ReaderState } from './health.ts';
 import { Prefetch, type Popped } from './prefetch.ts';
 import { Reader } from './reader.ts';
 import { giveBackScript } from './script-calls.ts';
@@ -153,6 +154,17 @@ export class Receiver<M extends Message> {
   clear(): void {
     this.mailboxes.clear();
     this.prefetch.clear();
+  }
+
+  /** Not started (nothing received yet), running, or stopped (closed). */
+  get readerState(): ReaderState {
+    if (this.reader === undefined) return 'idle';
+    return this.reader.stopped ? 'stopped' : 'running';
+  }
+
+  /** How long the longest-waiting receive has waited (ms), or undefined when none waits. */
+  oldestWaitMs(): number | undefined {
+    return this.mailboxes.oldestWaitMs();
   }
 
   /** Stops the reader, gives prefetched messages back, rejects pending receives with `err`. */

@@ -244,6 +244,39 @@ export function wakeScript(client: Redis, wakeKey: string, ttlMs: number): Promi
   return runScript(client, WAKE, { wakeKey, ttlMs }).then(() => undefined);
 }
 
+export const HEARTBEAT = script({
+  name: 'heartbeat',
+  keys: { head: ['registry'] },
+  argv: { head: ['client', 'deadAfterMs', 'trimAfterMs'] },
+});
+
+export interface HeartbeatArgs {
+  /** The liveness registry's key. */
+  registry: string;
+  /** This process's client prefix. */
+  client: string;
+  deadAfterMs: number;
+  /** A process silent this long is forgotten; also the registry's TTL. */
+  trimAfterMs: number;
+}
+
+export interface HeartbeatVerdict {
+  /** This process had been silent for deadAfterMs: its memberships may have been removed. */
+  revived: boolean;
+  /** Server time (ms) until which no verdict is given (outage guard), 0 when none. */
+  graceUntil: number;
+  /** Client prefixes of the registered processes that are dead. */
+  dead: string[];
+}
+
+/** Registers this process (server time) and returns which registered processes are dead. */
+export function heartbeatScript(client: Redis, args: HeartbeatArgs): Promise<HeartbeatVerdict> {
+  return runScript(client, HEARTBEAT, args).then((reply) => {
+    const [revived, graceUntil, ...dead] = reply as [number, number, ...string[]];
+    return { revived: revived === 1, graceUntil, dead };
+  });
+}
+
 /** Every script, for the header check. */
 export const SCRIPTS: readonly ScriptSpec[] = [
   SEND,
@@ -254,4 +287,5 @@ export const SCRIPTS: readonly ScriptSpec[] = [
   DRAIN,
   RESTORE_INFLIGHT,
   WAKE,
+  HEARTBEAT,
 ];

@@ -87,6 +87,17 @@ export function scriptArgs<F extends string, I extends string>(
   return args;
 }
 
+/**
+ * Defines `specs`' commands on `client`. Done for every script when a connection is made
+ * (Shard): ioredis copies a client's commands into each auto-pipeline as it starts one, so a
+ * command defined while one is pending is missing from it ("pipeline[functionName] is not a
+ * function") when called in the same tick.
+ */
+export function defineScripts(client: Redis, specs: readonly ScriptSpec[]): void {
+  for (const spec of specs)
+    client.defineCommand(scriptCommand(spec), { lua: scriptSource(spec.name) });
+}
+
 type ScriptFn = (numKeys: number, ...args: ScriptArg[]) => Promise<unknown>;
 
 /** Per spec: its command's name and the method that calls it (no strings built per call). */
@@ -106,7 +117,6 @@ export function runScript<F extends string, I extends string>(
     methods.set(spec, names);
   }
   const commands = client as unknown as Record<string, ScriptFn | undefined>;
-  if (commands[names.command] === undefined)
-    client.defineCommand(names.command, { lua: scriptSource(spec.name) });
+  if (commands[names.command] === undefined) defineScripts(client, [spec]);
   return commands[names.method]!.apply(client, scriptArgs(spec, fixed, items));
 }

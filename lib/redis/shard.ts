@@ -24,6 +24,8 @@ import { explainFailure } from './failures.ts';
 import { serverHello, useHelloReadyCheck } from './hello.ts';
 import type { ShardSpec } from './hosts.ts';
 import { askSentinelsFirst, flushQueued, reconnectNow, socketOf } from './ioredis-internals.ts';
+import { SCRIPTS } from './script-calls.ts';
+import { defineScripts } from './scripts.ts';
 import { SentinelWatch, type MasterAddress, type MasterSwitch } from './sentinel-watch.ts';
 
 export type Role = 'command' | 'blocking' | 'subscriber';
@@ -187,6 +189,7 @@ export class Shard extends EventEmitter {
     if (this.watch) this.followSwitches(options);
     const client = this.spec.url ? new Redis(this.spec.url, options) : new Redis(options);
     useHelloReadyCheck(client);
+    if (role === 'command') defineScripts(client, SCRIPTS);
     if (role !== 'command') this.extra.add(client);
     this.clients.add(client);
     client.on('end', () => this.clients.delete(client));
