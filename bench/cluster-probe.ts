@@ -2,12 +2,17 @@
  * Probes of ioredis's Cluster client against a real Redis Cluster (test/harness/cluster.ts), for
  * designing the layers' cluster support; figures are recorded in docs/cluster.md.
  *
- *   npx tsx bench/cluster-probe.ts [scripts|pubsub-cross|pubsub-kill|pubsub-move|pubsub-move-self|blocking|fanout]…
+ *   npx tsx bench/cluster-probe.ts [probe…]   (names: PROBES at the end; default all)
  *
  * Each probe starts its own 3 × 1 cluster (cluster-node-timeout 1000) and prints its findings.
  */
 import { Cluster, Redis } from 'ioredis';
-import { startCluster, slotOf, type Cluster as TestCluster } from '../test/harness/cluster.ts';
+import {
+  startCluster,
+  slotOf,
+  type Cluster as TestCluster,
+  type ClusterOptions,
+} from '../test/harness/cluster.ts';
 import { redisCommand } from '../test/harness/redis.ts';
 import { waitFor } from '../test/harness/wait.ts';
 
@@ -397,23 +402,122 @@ async function fanout(cluster: TestCluster): Promise<void> {
   c.disconnect();
 }
 
-const PROBES = {
-  scripts,
-  'pubsub-cross': pubsubCross,
-  'pubsub-kill': pubsubKill,
-  'pubsub-move': (c: TestCluster) => pubsubMove(c),
-  'pubsub-move-self': (c: TestCluster) => pubsubMove(c, true),
-  blocking,
-  fanout,
-} as const;
+/**
+ * Keys on healthy masters while another master fails over: every 10 ms a GET on each of two
+ * keys of the surviving masters, from the kill until 1 s after the promotion.
+ */
+async function coverage(cluster: TestCluster): Promise<void> {
+  const [, full] = (await redisCommand(cluster.nodes[0]!.port, [
+    'CONFIG',
+    'GET',
+    'cluster-require-full-coverage',
+  ])) as string[];
+  const c = client(cluster);
+  const [victim, ...healthy] = await cluster.masters();
+  const keys = await Promise.all(healthy.map((m, i) => nameOn(cluster, `healthy${i}:`, m.port)));
+  await Promise.all(keys.map((k) => c.set(k, 'v')));
+  const failures = new Map<string, number>();
+  let calls = 0;
+  let slowest = 0;
+  await cluster.kill(victim!);
+  let promotedAt = 0;
+  const promotion = cluster.promotedWithin(victim!).then((p) => {
+    promotedAt = p.promotedAt;
+    return p;
+  });
+  while (!promotedAt || Date.now() < promotedAt + 1000) {
+    const t = Date.now();
+    await Promise.all(
+      keys.map((k) =>
+        c.get(k).then(
+          () => calls++,
+          (err: Error) => {
+            const m = err.message.replace(/\d+\.\d+\.\d+\.\d+:\d+/g, 'HOST').slice(0, 80);
+            failures.set(m, (failures.get(m) ?? 0) + 1);
+          },
+        ),
+      ),
+    );
+    slowest = Math.max(slowest, Date.now() - t);
+    await sleep(10);
+  }
+  const p = await promotion;
+  console.log(
+    `coverage (require-full-coverage ${full}): promoted ${p.ms} ms after kill; GETs on healthy masters ok ${calls}, slowest round ${slowest} ms`,
+  );
+  for (const [m, n] of failures) console.log(`coverage:   ${n} × ${m}`);
+  c.disconnect();
+}
+
+/** A dedicated connection blocked in BZPOPMIN on a master that is SIGKILLed. */
+async function blockingKill(cluster: TestCluster): Promise<void> {
+  const c = client(cluster);
+  const key = 'blockkill:q';
+  const slot = slotOf(key);
+  await c.zcard(key);
+  const victim = await cluster.ownerOf(slot);
+  const node = c.nodes('master').find((n) => n.options.port === victim.port)!;
+  const dedicated = new Redis({ ...node.options });
+  let t0 = Date.now();
+  const events: string[] = [];
+  for (const ev of ['close', 'reconnecting', 'end', 'ready']) {
+    dedicated.on(ev, () => events.push(`${ev}@+${Date.now() - t0}`));
+  }
+  dedicated.on('error', () => {}); // counted through 'reconnecting'
+  let slotsChangedAt = 0;
+  c.on('refresh', () => {
+    if (!slotsChangedAt && c.slots[slot]?.[0] !== `127.0.0.1:${victim.port}`) {
+      slotsChangedAt = Date.now();
+    }
+  });
+  await dedicated.ping();
+  const blocked = dedicated.bzpopmin(key, 0).then(
+    (v) => `resolved ${JSON.stringify(v)} @+${Date.now() - t0}`,
+    (err: Error) => `rejected "${err.message}" @+${Date.now() - t0}`,
+  );
+  await sleep(50);
+  t0 = Date.now();
+  await cluster.kill(victim);
+  const p = await cluster.promotedWithin(victim);
+  // Idle Cluster client: does its slot map follow the promotion without a command?
+  await sleep(3000);
+  const idle = c.slots[slot]?.[0];
+  const outcome = await Promise.race([blocked, sleep(100).then(() => 'still pending')]);
+  console.log(
+    `blocking-kill: promoted ${p.ms} ms after kill; blocked BZPOPMIN: ${outcome}; dedicated connection events: ${events.length} (${events.slice(0, 4).join(' ')} … ${events.slice(-2).join(' ')})`,
+  );
+  console.log(
+    `blocking-kill: idle Cluster client's slot map 3 s after promotion: ${idle === `127.0.0.1:${p.node.port}` ? 'promoted node' : `still ${idle}`}${slotsChangedAt ? ` (changed at +${slotsChangedAt - t0} ms)` : ''}`,
+  );
+  await c.zcard(key);
+  console.log(
+    `blocking-kill: after one keyed command: ${c.slots[slot]?.[0] === `127.0.0.1:${p.node.port}` ? 'promoted node' : c.slots[slot]?.[0]}`,
+  );
+  dedicated.disconnect();
+  c.disconnect();
+}
+
+const PROBES: Record<string, [(c: TestCluster) => Promise<void>, ClusterOptions?]> = {
+  scripts: [scripts],
+  'pubsub-cross': [pubsubCross],
+  'pubsub-kill': [pubsubKill],
+  'pubsub-move': [(c) => pubsubMove(c)],
+  'pubsub-move-self': [(c) => pubsubMove(c, true)],
+  blocking: [blocking],
+  'blocking-kill': [blockingKill],
+  fanout: [fanout],
+  'coverage-no': [coverage],
+  'coverage-yes': [coverage, { requireFullCoverage: true }],
+};
 
 const names = process.argv.slice(2);
 for (const name of names.length ? names : Object.keys(PROBES)) {
-  const probe = PROBES[name as keyof typeof PROBES];
+  const probe = PROBES[name];
   if (!probe) throw new Error(`unknown probe ${name} (known: ${Object.keys(PROBES).join(', ')})`);
-  const cluster = await startCluster();
+  const [run, options] = probe;
+  const cluster = await startCluster(options);
   try {
-    await probe(cluster);
+    await run(cluster);
   } finally {
     await cluster.stop();
   }
