@@ -195,20 +195,44 @@ function countEvents(sub: Cluster, since: () => number) {
   };
 }
 
-/** (b2) Sharded subscription across a master SIGKILL. */
-async function pubsubKill(cluster: TestCluster): Promise<void> {
-  const victim = (await cluster.masters())[0]!;
-  const channel = await nameOn(cluster, 'killch:', victim.port);
+/**
+ * A sharded subscriber to `channel` with messages flowing (every 10 ms) from `pub`, or from
+ * the subscriber itself. `mark()` restarts the event count and returns the time it did.
+ */
+async function flowing(cluster: TestCluster, channel: string, self = false) {
   const sub = client(cluster, { shardedSubscribers: true });
-  const pub = client(cluster);
+  const pub = self ? sub : client(cluster);
   let t0 = Date.now();
   const events = countEvents(sub, () => t0);
   const got = receiver(sub, channel);
   await sub.ssubscribe(channel);
   const p = publisher(pub, channel);
-  await waitFor(() => got.length > 5, { what: 'messages before the kill' });
-  t0 = Date.now();
-  events.reset();
+  await waitFor(() => got.length > 5, { what: `messages on ${channel}` });
+  return {
+    sub,
+    got,
+    p,
+    events,
+    mark: () => {
+      events.reset();
+      return (t0 = Date.now());
+    },
+    close: async () => {
+      await p.stop();
+      sub.disconnect();
+      pub.disconnect();
+    },
+  };
+}
+
+/** (b2) Sharded subscription across a master SIGKILL. */
+async function pubsubKill(cluster: TestCluster): Promise<void> {
+  const victim = (await cluster.masters())[0]!;
+  const { got, p, events, mark, close } = await flowing(
+    cluster,
+    await nameOn(cluster, 'killch:', victim.port),
+  );
+  mark();
   await cluster.kill(victim);
   const promotion = await cluster.promotedWithin(victim);
   const before = got.filter((g) => g.at < promotion.killedAt).length;
@@ -218,15 +242,13 @@ async function pubsubKill(cluster: TestCluster): Promise<void> {
   });
   const first = got.find((g) => g.at > promotion.promotedAt)!;
   await sleep(500);
-  await p.stop();
+  await close();
   console.log(
     `pubsub-kill: promoted ${promotion.ms} ms after kill; first message after promotion +${first.at - promotion.promotedAt} ms (seq ${first.n}); received ${got.length} of ${p.sent()} sent (${before} before the kill)`,
   );
   for (const [m, n] of p.errors) console.log(`pubsub-kill:   publish failed ${n} × ${m}`);
   console.log('pubsub-kill: subscriber client events from the kill on:');
   events.print('pubsub-kill');
-  sub.disconnect();
-  pub.disconnect();
 }
 
 /**
@@ -238,17 +260,9 @@ async function pubsubMove(cluster: TestCluster, self = false): Promise<void> {
   const slot = slotOf(channel);
   const from = await cluster.ownerOf(slot);
   const to = (await cluster.masters()).find((m) => m !== from)!;
-  const sub = client(cluster, { shardedSubscribers: true });
-  const pub = self ? sub : client(cluster);
-  let t0 = Date.now();
-  const events = countEvents(sub, () => t0);
-  const got = receiver(sub, channel);
-  await sub.ssubscribe(channel);
-  const p = publisher(pub, channel);
-  await waitFor(() => got.length > 5, { what: 'messages before the move' });
+  const { sub, got, p, events, mark, close } = await flowing(cluster, channel, self);
   console.log(`pubsub-move: publisher is ${self ? 'the subscribing client' : 'another client'}`);
-  t0 = Date.now();
-  events.reset();
+  const t0 = mark();
   await cluster.migrateSlot(slot, to);
   const movedAt = Date.now();
   console.log(`pubsub-move: slot ${slot} moved :${from.port} → :${to.port} in ${movedAt - t0} ms`);
@@ -280,9 +294,7 @@ async function pubsubMove(cluster: TestCluster, self = false): Promise<void> {
     },
     (err: Error) => console.log(`pubsub-move: after refreshSlotsCache(): ${err.message}`),
   );
-  await p.stop();
-  sub.disconnect();
-  pub.disconnect();
+  await close();
 }
 
 /** (c) A dedicated blocking connection per master; the slot map; MOVED on a blocked BZPOPMIN. */
