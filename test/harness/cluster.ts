@@ -27,6 +27,7 @@ export interface ClusterOptions {
   args?: string[];
 }
 
+/** A node as started; its role changes with failovers, so ask `view()` / `masters()` for it. */
 export interface ClusterNode {
   readonly server: RedisServer;
   readonly host: string;
@@ -409,7 +410,8 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
         );
         keys += batch.length;
       }
-      // Target first (it bumps its epoch and owns the slot), then the source, then the rest.
+      // Target first (it bumps its epoch and owns the slot), then the source, then the other
+      // masters; replicas refuse SETSLOT ("only with masters") and learn it by gossip.
       const others = (await cluster.masters()).filter((m) => m !== to && m !== from);
       for (const m of [to, from, ...others]) {
         await cmd(m, ['CLUSTER', 'SETSLOT', String(slot), 'NODE', to.id]);
