@@ -359,6 +359,7 @@ export class RedisChannelLayer<M extends Message = Message>
     const members = await this.onGroupShard(group, (client, key) =>
       readMembers(client, key, expired),
     );
+    this.notify('groupFanOut', members.length);
     if (members.length === 0) return;
 
     const perShard = new Map<number, GroupQueue[]>();
@@ -614,10 +615,12 @@ export class RedisChannelLayer<M extends Message = Message>
   /** Decodes a popped member and routes it by `__asgi_channel__` to local mailboxes. */
   private route(key: string, member: Buffer, score: number, shard: number): void {
     const expiresAt = score * 1000 + this.options.expiryMs;
-    if (!(expiresAt > Date.now())) {
+    const now = Date.now();
+    if (!(expiresAt > now)) {
       this.count('expired');
       return;
     }
+    this.notify('queueWait', now - score * 1000);
     let message: Record<string, unknown>;
     try {
       message = this.codec.decode(member);
