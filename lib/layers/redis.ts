@@ -37,6 +37,7 @@ import { crc32Placement, ringPlacement, type Placement } from '../redis/placemen
 import { DeletedChannels, QueuePurge } from '../redis/deleted-channels.ts';
 import { writeDirect } from '../redis/direct.ts';
 import { Reader } from '../redis/reader.ts';
+import { prefixPattern } from '../redis/scan.ts';
 import { SendBatcher } from '../redis/sends.ts';
 import {
   GROUP_SEND,
@@ -113,11 +114,6 @@ function nextScore(): number {
   if (now <= lastScore) now = lastScore + 1e-6;
   lastScore = now;
   return now;
-}
-
-/** SCAN MATCH pattern for every key that starts with `prefix` (glob characters escaped). */
-function prefixPattern(prefix: string): string {
-  return `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`;
 }
 
 /**
