@@ -214,7 +214,7 @@ describe('chanlayer inspect', () => {
     assert.match(run.stdout, /^room +3$/m);
     assert.match(run.stdout, /^jobs +3 +\d/m);
     assert.match(run.stdout, /^PROCESSES \(2, 1 dead\)/m);
-    assert.match(run.stdout, new RegExp(`^${world.deadClient} +DEAD +1m0\\ds ago$`, 'm'));
+    assert.match(run.stdout, new RegExp(`^${world.deadClient} +DEAD +1m\\d\\ds ago$`, 'm'));
 
     const limited = await runCli(['inspect', '--json', '--limit', '2', '--hosts', one.urls[0]!]);
     assert.equal(limited.code, 0, limited.stderr);
@@ -341,6 +341,13 @@ describe('chanlayer inspect', () => {
     const layers = await runCli(['inspect', '--layer', 'missing'], { CHANNEL_LAYERS: '{}' });
     assert.equal(layers.code, 2);
     assert.match(layers.stderr, /CHANNEL_LAYERS has no layer "missing"/);
+    const memory = await runCli(['inspect'], {
+      CHANNEL_LAYERS: JSON.stringify({
+        default: { BACKEND: 'channels.layers.InMemoryChannelLayer' },
+      }),
+    });
+    assert.equal(memory.code, 2);
+    assert.match(memory.stderr, /InMemoryChannelLayer: it keeps nothing in Redis/);
   });
 });
 

@@ -4,6 +4,7 @@
  * group expiry, liveness threshold and output options. Bad input is a ConfigurationError.
  */
 import { parseArgs } from 'node:util';
+import type { LayerConfig } from '../channel-layers.ts';
 import { fromDjangoConfig, resolveOptions, type HostEntry, type LayerOptions } from '../config.ts';
 import { ConfigurationError } from '../errors.ts';
 import { parseHost, type ShardSpec } from '../redis/hosts.ts';
@@ -75,9 +76,15 @@ function layerConfig(env: NodeJS.ProcessEnv, alias: string): Record<string, unkn
   } catch (err) {
     throw new ConfigurationError(`CHANNEL_LAYERS is not valid JSON: ${(err as Error).message}`);
   }
-  const entry = (parsed as Record<string, { CONFIG?: Record<string, unknown> }> | null)?.[alias];
+  const entry = (parsed as Record<string, LayerConfig> | null)?.[alias];
   if (!entry || typeof entry !== 'object') {
     throw new ConfigurationError(`CHANNEL_LAYERS has no layer "${alias}"`);
+  }
+  // It has no hosts: reading the default Redis instead would show somebody else's data.
+  if (/InMemoryChannelLayer$/.test(String(entry.BACKEND))) {
+    throw new ConfigurationError(
+      `CHANNEL_LAYERS layer "${alias}" is ${entry.BACKEND}: it keeps nothing in Redis`,
+    );
   }
   return entry.CONFIG ?? {};
 }
