@@ -228,7 +228,8 @@ async function readShard(
         {
           channel,
           depth,
-          newest: Number(newest[1]),
+          // (Emptied between the two reads: the oldest is the newest known.)
+          newest: Number((newest.length === 2 ? newest : oldest)[1]),
           arrived: typeof since === 'number' ? since : undefined,
         },
       ]);
