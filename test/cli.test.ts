@@ -332,6 +332,53 @@ describe('chanlayer inspect', () => {
     assert.match(down.stderr, /shard 0: .*127\.0\.0\.1:1/);
   });
 
+  test('flags: hosts given several ways, group expiry, dead-after from the configuration', async () => {
+    const a = 'redis://127.0.0.1:7001';
+    const b = 'redis://127.0.0.1:7002';
+    for (const argv of [
+      ['inspect', '--hosts', a, b],
+      ['inspect', '--hosts', a, '--hosts', b],
+    ]) {
+      assert.deepEqual(
+        parseCli(argv, {}).shards.map((s) => s.url),
+        [a, b],
+        argv.join(' '),
+      );
+    }
+    assert.throws(() => parseCli(['inspect', a], {}), /unexpected argument/);
+    const env = {
+      CHANNEL_LAYERS: JSON.stringify({
+        default: {
+          BACKEND: 'chanlayer.RedisChannelLayer',
+          CONFIG: { hosts: [a], prefix: 'p', liveness: { deadAfterMs: 9000 } },
+        },
+      }),
+    };
+    const fromEnv = parseCli(['top'], env);
+    assert.deepEqual(
+      [fromEnv.prefix, fromEnv.deadAfterMs, fromEnv.groupExpiryMs],
+      ['p', 9000, 86_400_000],
+    );
+    assert.equal(
+      parseCli(['top', '--dead-after', '5', '--group-expiry', '0.5'], env).deadAfterMs,
+      5,
+    );
+    assert.equal(parseCli(['top', '--group-expiry', '0.5'], env).groupExpiryMs, 500);
+
+    // Every membership in 'room' is older than 1 ms: none is live.
+    const run = await runCli([
+      'inspect',
+      '--json',
+      '--group-expiry',
+      '0.001',
+      '--hosts',
+      one.urls[0]!,
+    ]);
+    assert.deepEqual((JSON.parse(run.stdout) as { groups: unknown }).groups, [
+      { name: 'room', members: 0 },
+    ]);
+  });
+
   test('bad arguments: exit 2 with the reason and the usage', async () => {
     for (const args of [['frobnicate'], ['inspect', '--limit', 'zero'], ['inspect', '--nope']]) {
       const run = await runCli(args);
