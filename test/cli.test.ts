@@ -379,6 +379,26 @@ describe('chanlayer inspect', () => {
     ]);
   });
 
+  test("the registry's outage grace period: nobody is declared dead during it", async () => {
+    const port = one.servers[0]!.port;
+    const now = await serverMs(port);
+    await redisCommand(port, ['ZADD', 'grace:processes', String(now - 60_000), 'silent']);
+    const verdict = async (): Promise<unknown> =>
+      (
+        JSON.parse(
+          (await runCli(['inspect', '--json', '--prefix', 'grace', '--hosts', one.urls[0]!]))
+            .stdout,
+        ) as { processes: unknown }
+      ).processes;
+    assert.deepEqual(await verdict(), [
+      { client: 'silent', alive: false, lastSeenMs: now - 60_000 },
+    ]);
+    await redisCommand(port, ['ZADD', 'grace:processes', String(now + 60_000), ':grace']);
+    assert.deepEqual(await verdict(), [
+      { client: 'silent', alive: true, lastSeenMs: now - 60_000 },
+    ]);
+  });
+
   test('bad arguments: exit 2 with the reason and the usage', async () => {
     for (const args of [['frobnicate'], ['inspect', '--limit', 'zero'], ['inspect', '--nope']]) {
       const run = await runCli(args);
