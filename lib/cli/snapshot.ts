@@ -82,6 +82,8 @@ export interface SnapshotOptions {
 }
 
 const SCAN_COUNT = 1000;
+/** Keys per pipeline. */
+const CHUNK = 500;
 /** A channel's non-local name, as a queue key's suffix: `x` or `x!`. */
 const QUEUE_NAME = /^[a-zA-Z\d\-_.]+!?$/;
 const INFLIGHT = '$inflight';
@@ -100,14 +102,32 @@ async function serverTime(client: Redis): Promise<number> {
   return Number(s) * 1000 + Number(us) / 1000;
 }
 
-/** Replies of a pipeline, throwing the first error. */
-async function run(client: Redis, commands: Array<[string, ...Array<string | number>]>) {
-  if (commands.length === 0) return [];
-  const replies = (await client.pipeline(commands).exec()) ?? [];
-  return replies.map(([err, value]) => {
-    if (err) throw err;
-    return value;
-  });
+type Command = [string, ...Array<string | number>];
+
+/**
+ * `commands(key)` for every key, pipelined CHUNK keys at a time (a pipeline of 10,000s of
+ * commands held ~100 MB of replies at once); each key's replies, throwing the first error.
+ */
+async function perKey(
+  client: Redis,
+  keys: readonly string[],
+  commands: (key: string) => Command[],
+): Promise<unknown[][]> {
+  const out: unknown[][] = [];
+  for (let start = 0; start < keys.length; start += CHUNK) {
+    const lists = keys.slice(start, start + CHUNK).map(commands);
+    const replies = (await client.pipeline(lists.flat()).exec()) ?? [];
+    let at = 0;
+    for (const list of lists) {
+      out.push(
+        replies.slice(at, (at += list.length)).map(([err, value]) => {
+          if (err) throw err;
+          return value;
+        }),
+      );
+    }
+  }
+  return out;
 }
 
 /** Keys with the prefix, at most `limit`, by type: the sorted sets only. */
@@ -126,12 +146,9 @@ async function scanSortedSets(client: Redis, prefix: string, limit: number) {
     cursor = next;
     const batch = keys.slice(0, limit - scanned);
     scanned += batch.length;
-    const types = await run(
-      client,
-      batch.map((k) => ['type', k]),
-    );
+    const types = await perKey(client, batch, (key) => [['type', key]]);
     batch.forEach((key, i) => {
-      if (types[i] === 'zset') zsets.push(key);
+      if (types[i]![0] === 'zset') zsets.push(key);
     });
     if (scanned >= limit)
       return { zsets, scanned, truncated: cursor !== '0' || batch.length < keys.length };
@@ -198,26 +215,25 @@ async function readShard(
     });
 
     // Queues: depth, oldest and newest score, and (top) how many are newer than last time.
-    const perQueue = 4;
-    const replies = await run(
-      client,
-      queueKeys.flatMap((key) => {
-        const since = opts.since?.get(`${shard.index} ${key}`);
-        return [
-          ['zcard', key],
-          ['zrange', key, 0, 0, 'WITHSCORES'],
-          ['zrange', key, -1, -1, 'WITHSCORES'],
-          since === undefined ? ['ping'] : ['zcount', key, `(${since}`, '+inf'],
-        ] as Array<[string, ...Array<string | number>]>;
-      }),
-    );
+    const queueReplies = await perKey(client, queueKeys, (key) => {
+      const since = opts.since?.get(`${shard.index} ${key}`);
+      const commands: Command[] = [
+        ['zcard', key],
+        ['zrange', key, 0, 0, 'WITHSCORES'],
+        ['zrange', key, -1, -1, 'WITHSCORES'],
+      ];
+      if (since !== undefined) commands.push(['zcount', key, `(${since}`, '+inf']);
+      return commands;
+    });
     queueKeys.forEach((key, i) => {
-      const depth = replies[i * perQueue] as number;
-      const oldest = replies[i * perQueue + 1] as string[];
-      const newest = replies[i * perQueue + 2] as string[];
+      const [depth, oldest, newest, arrived] = queueReplies[i] as [
+        number,
+        string[],
+        string[],
+        number | undefined,
+      ];
       if (depth === 0 || oldest.length < 2) return; // emptied between SCAN and now
       const channel = key.slice(opts.prefix.length);
-      const since = replies[i * perQueue + 3];
       out.queues.push({
         channel,
         depth,
@@ -230,7 +246,7 @@ async function readShard(
           depth,
           // (Emptied between the two reads: the oldest is the newest known.)
           newest: Number((newest.length === 2 ? newest : oldest)[1]),
-          arrived: typeof since === 'number' ? since : undefined,
+          arrived,
         },
       ]);
     });
@@ -238,19 +254,13 @@ async function readShard(
     // Groups: live memberships (score > now − groupExpiry), minus channels of dead processes.
     const cutoff = `(${(now - opts.groupExpiryMs) / 1000}`;
     const needNames = opts.withMembers === true || dead.size > 0;
-    const groupReplies = await run(
-      client,
-      groupKeys.flatMap(
-        (key) =>
-          [
-            ['zcount', key, cutoff, '+inf'],
-            needNames ? ['zrangebyscore', key, cutoff, '+inf', 'LIMIT', 0, opts.limit] : ['ping'],
-          ] as Array<[string, ...Array<string | number>]>,
-      ),
-    );
+    const groupReplies = await perKey(client, groupKeys, (key) => {
+      const commands: Command[] = [['zcount', key, cutoff, '+inf']];
+      if (needNames) commands.push(['zrangebyscore', key, cutoff, '+inf', 'LIMIT', 0, opts.limit]);
+      return commands;
+    });
     groupKeys.forEach((key, i) => {
-      const live = groupReplies[i * 2] as number;
-      const names = needNames ? (groupReplies[i * 2 + 1] as string[]) : [];
+      const [live, names = []] = groupReplies[i] as [number, string[] | undefined];
       const alive = names.filter((c) => !dead.has(ownerOf(c) ?? ''));
       const name = key.slice(groupPrefix.length);
       out.groups.set(name, live - (names.length - alive.length));
