@@ -346,6 +346,10 @@ describe('chanlayer inspect', () => {
       );
     }
     assert.throws(() => parseCli(['inspect', a], {}), /unexpected argument/);
+    const cluster = JSON.stringify({
+      default: { BACKEND: 'chanlayer.RedisChannelLayer', CONFIG: { hosts: [{ cluster: [a] }] } },
+    });
+    assert.throws(() => parseCli(['inspect'], { CHANNEL_LAYERS: cluster }), /Redis Cluster/);
     const env = {
       CHANNEL_LAYERS: JSON.stringify({
         default: {

@@ -327,7 +327,7 @@ export interface FailoverMeasurement {
   killedAt: number;
   /** The old master's process is gone (the trigger resolved): nothing sent after can reach it. */
   deadAt: number;
-  /** First time any sentinel reported the new master (polled every 25 ms). */
+  /** First time the new master was seen (a sentinel reported it, or the cluster's view: polled every 25 ms). */
   promotedAt: number;
   probes: Array<{
     probe: TrafficProbe;
@@ -337,8 +337,11 @@ export interface FailoverMeasurement {
   }>;
 }
 
+/** What a failover needs of a topology: a Sentinel group, or a cluster master (cluster-failover). */
+export type FailoverTopology = Pick<SentinelTopology, 'killMaster' | 'waitForNewMaster'>;
+
 export interface FailoverPlan {
-  topology: SentinelTopology;
+  topology: FailoverTopology;
   probes: TrafficProbe[];
   /** Messages each probe must have received before the kill; default 100. */
   warmup?: number;

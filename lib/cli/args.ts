@@ -5,7 +5,13 @@
  */
 import { parseArgs } from 'node:util';
 import type { LayerConfig } from '../channel-layers.ts';
-import { fromDjangoConfig, resolveOptions, type HostEntry, type LayerOptions } from '../config.ts';
+import {
+  fromDjangoConfig,
+  isClusterHost,
+  resolveOptions,
+  type HostEntry,
+  type LayerOptions,
+} from '../config.ts';
 import { ConfigurationError } from '../errors.ts';
 import { parseHost, type ShardSpec } from '../redis/hosts.ts';
 import { crc32Placement, ringPlacement, type Placement } from '../redis/placement.ts';
@@ -140,6 +146,9 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv = process.env): 
     commandTimeoutMs: layer.commandTimeoutMs,
   };
   const options = resolveOptions(picked);
+  if (options.hosts.some(isClusterHost)) {
+    throw new ConfigurationError('chanlayer inspect and top do not read a Redis Cluster yet');
+  }
   const shards = options.hosts.map((entry, i) => parseHost(entry, i));
   return {
     command,
