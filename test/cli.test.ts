@@ -7,13 +7,15 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import calculateSlot from 'cluster-key-slot';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { RedisChannelLayer } from '../lib/index.ts';
 import { parseCli } from '../lib/cli/args.ts';
-import { openShards, snapshotOptions } from '../lib/cli/inspect.ts';
+import { openShards } from '../lib/cli/connect.ts';
+import { snapshotOptions } from '../lib/cli/inspect.ts';
 import { queueRates } from '../lib/cli/rates.ts';
 import { takeSnapshot } from '../lib/cli/snapshot.ts';
 import { crc32Placement } from '../lib/redis/placement.ts';
@@ -26,6 +28,7 @@ import {
   type SentinelTopology,
 } from './harness/redis.ts';
 import { waitFor, within } from './harness/wait.ts';
+import { startCluster, type Cluster } from './harness/cluster.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const CLI = resolve(ROOT, 'lib/cli.ts');
@@ -346,10 +349,6 @@ describe('chanlayer inspect', () => {
       );
     }
     assert.throws(() => parseCli(['inspect', a], {}), /unexpected argument/);
-    const cluster = JSON.stringify({
-      default: { BACKEND: 'chanlayer.RedisChannelLayer', CONFIG: { hosts: [{ cluster: [a] }] } },
-    });
-    assert.throws(() => parseCli(['inspect'], { CHANNEL_LAYERS: cluster }), /Redis Cluster/);
     const env = {
       CHANNEL_LAYERS: JSON.stringify({
         default: {
@@ -426,9 +425,9 @@ describe('chanlayer top', () => {
   test('rates: what arrived and what left between two snapshots', async () => {
     const node = layer(three.urls);
     const opts = parseCli(['top', '--hosts', ...three.urls]);
-    const shards = openShards(opts);
+    const shards = await openShards(opts);
     try {
-      const base = { ...snapshotOptions(opts), withMembers: true };
+      const base = { ...snapshotOptions(opts, shards), withMembers: true };
       await node.send('rates.q', { type: 'before' });
       const first = await takeSnapshot(shards, base);
       const since = new Map([...first.samples].map(([id, s]) => [id, s.newest]));
@@ -517,5 +516,57 @@ describe('Sentinel', () => {
       out.queues.map((q) => q.channel),
       ['via.sentinel'],
     );
+    await node.close(); // before the servers stop (after()), or it logs their loss
+  });
+});
+
+describe('Redis Cluster', () => {
+  let cluster: Cluster | undefined;
+  after(() => cluster?.stop());
+
+  test('a { cluster } hosts entry: every master is scanned, the registry found on its slot', async () => {
+    cluster = await startCluster({ masters: 3, replicasPerMaster: 0 });
+    const hosts = [{ cluster: cluster.startupNodes() }];
+    const node = layer(hosts);
+    const ch = await node.newChannel();
+    // Names chosen to land on several masters.
+    const groups = ['c1', 'c2', 'c3', 'c4', 'c5', 'c6'];
+    for (const g of groups) await node.groupAdd(g, ch);
+    for (const q of ['w1', 'w2', 'w3', 'w4']) await node.send(q, { type: 'x' });
+    const owners = new Set(
+      await Promise.all(
+        groups.map(async (g) => (await cluster!.ownerOf(calculateSlot(`asgi:group:${g}`))).port),
+      ),
+    );
+    assert.ok(owners.size > 1, 'the groups are on more than one master');
+    const registry = await cluster.ownerOf(calculateSlot('asgi:processes'));
+    const now = await serverMs(registry.port);
+    await redisCommand(registry.port, ['ZADD', 'asgi:processes', String(now), node.clientPrefix]);
+
+    const config = JSON.stringify({
+      default: { BACKEND: 'chanlayer.RedisChannelLayer', CONFIG: { hosts } },
+    });
+    const run = await runCli(['inspect', '--json'], { CHANNEL_LAYERS: config });
+    assert.equal(run.code, 0, run.stderr);
+    const out = JSON.parse(run.stdout) as {
+      groups: Array<{ name: string; members: number }>;
+      queues: Array<{ channel: string; depth: number }>;
+      processes: unknown;
+    };
+    assert.deepEqual(
+      out.groups.map((g) => [g.name, g.members]).sort(),
+      groups.map((g) => [g, 1]),
+    );
+    assert.deepEqual(out.queues.map((q) => [q.channel, q.depth]).sort(), [
+      ['w1', 1],
+      ['w2', 1],
+      ['w3', 1],
+      ['w4', 1],
+    ]);
+    assert.deepEqual(out.processes, [{ client: node.clientPrefix, alive: true, lastSeenMs: now }]);
+    const top = await runCli(['top', '--once'], { CHANNEL_LAYERS: config });
+    assert.equal(top.code, 0, top.stderr);
+    assert.match(top.stdout, /· 3 shard\(s\) ·/);
+    await node.close();
   });
 });

@@ -13,7 +13,7 @@ import {
   type LayerOptions,
 } from '../config.ts';
 import { ConfigurationError } from '../errors.ts';
-import { parseHost, type ShardSpec } from '../redis/hosts.ts';
+import { parseCluster, parseHost, type ClusterSpec, type ShardSpec } from '../redis/hosts.ts';
 import { crc32Placement, ringPlacement, type Placement } from '../redis/placement.ts';
 
 export const USAGE = `usage: chanlayer <inspect|top> [options]
@@ -24,7 +24,8 @@ export const USAGE = `usage: chanlayer <inspect|top> [options]
 
 options:
   --hosts URL...     Redis hosts, one shard each (repeat, or space-separated); default:
-                     the CHANNEL_LAYERS environment variable (JSON, Django style)
+                     the CHANNEL_LAYERS environment variable (JSON, Django style; a
+                     { cluster } entry: every master of the Redis Cluster is read)
   --layer ALIAS      which CHANNEL_LAYERS entry (default: default)
   --prefix P         key prefix (default: the layer's, else asgi)
   --group-expiry S   seconds a membership lives (default: the layer's, else 86400)
@@ -47,7 +48,11 @@ Works as the least-privilege ACL user of the README.`;
 
 export interface CliOptions {
   command: 'inspect' | 'top' | 'help';
+  /** The hosts, one shard each; empty for a Redis Cluster. */
   shards: ShardSpec[];
+  /** A Redis Cluster (its only hosts entry): its masters are found when connecting. */
+  cluster: ClusterSpec | undefined;
+  /** Placement over `shards` (finds the liveness registry). */
   placement: Placement;
   prefix: string;
   groupExpiryMs: number;
@@ -146,13 +151,14 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv = process.env): 
     commandTimeoutMs: layer.commandTimeoutMs,
   };
   const options = resolveOptions(picked);
-  if (options.hosts.some(isClusterHost)) {
-    throw new ConfigurationError('chanlayer inspect and top do not read a Redis Cluster yet');
-  }
-  const shards = options.hosts.map((entry, i) => parseHost(entry, i));
+  const [first] = options.hosts;
+  const cluster =
+    options.hosts.length === 1 && isClusterHost(first) ? parseCluster(first) : undefined;
+  const shards = cluster ? [] : options.hosts.map((entry, i) => parseHost(entry, i));
   return {
     command,
     shards,
+    cluster,
     placement:
       options.sharding === 'ring'
         ? ringPlacement(shards.map((s) => s.id))

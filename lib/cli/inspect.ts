@@ -4,30 +4,19 @@
  * processes: [{ client, alive, lastSeenMs }] }`. Exit status 1 when a shard could not be read
  * (what could be read is still printed; the reasons go to stderr).
  */
-import { Shard } from '../redis/shard.ts';
+import type { Shard } from '../redis/shard.ts';
 import type { CliOptions } from './args.ts';
+import { openShards, registryShards } from './connect.ts';
 import { renderInspect } from './render.ts';
 import { takeSnapshot, type Snapshot, type SnapshotOptions } from './snapshot.ts';
 
-/** Connections named `chanlayer:cli` (CLIENT LIST), opened on first use. */
-export function openShards(opts: CliOptions): Shard[] {
-  return opts.shards.map(
-    (spec, i) =>
-      new Shard(
-        i,
-        { ...spec, options: { ...spec.options, connectionName: 'chanlayer:cli' } },
-        { commandTimeoutMs: opts.commandTimeoutMs, lazyConnect: true, failFast: true },
-      ),
-  );
-}
-
-export function snapshotOptions(opts: CliOptions): SnapshotOptions {
+export function snapshotOptions(opts: CliOptions, shards: readonly Shard[]): SnapshotOptions {
   return {
     prefix: opts.prefix,
     groupExpiryMs: opts.groupExpiryMs,
     deadAfterMs: opts.deadAfterMs,
     limit: opts.limit,
-    registryShard: opts.placement.index(':processes'),
+    registryShards: registryShards(opts, shards),
   };
 }
 
@@ -53,9 +42,9 @@ export function toJson(snapshot: Snapshot): string {
 }
 
 export async function inspect(opts: CliOptions, width: number): Promise<number> {
-  const shards = openShards(opts);
+  const shards = await openShards(opts);
   try {
-    const snapshot = await takeSnapshot(shards, snapshotOptions(opts));
+    const snapshot = await takeSnapshot(shards, snapshotOptions(opts, shards));
     process.stdout.write(`${opts.json ? toJson(snapshot) : renderInspect(snapshot, width)}\n`);
     for (const s of snapshot.shards) {
       if (s.truncated) {

@@ -10,7 +10,7 @@
  * - `…$inflight` (a receiver's backup of what it popped), other `<prefix>:…` keys (the registry,
  *   readers' wake keys) and keys of other types are skipped.
  * Processes come from the liveness registry `<prefix>:processes` (notes: liveness design), on
- * the shard the placement gives `:processes`; dead = last heartbeat older than deadAfterMs by
+ * the shard the placement gives `:processes` (connect.ts); dead = last heartbeat older than deadAfterMs by
  * that shard's clock, unless its `:grace` member says verdicts are suspended.
  */
 import { performance } from 'node:perf_hooks';
@@ -73,8 +73,8 @@ export interface SnapshotOptions {
   groupExpiryMs: number;
   deadAfterMs: number;
   limit: number;
-  /** Shard index holding the registry. */
-  registryShard: number;
+  /** Shards that may hold the registry (connect.ts registryShards). */
+  registryShards: readonly number[];
   /** `shard key` → newest score seen last time (top), to count what arrived since. */
   since?: ReadonlyMap<string, number>;
   /** Read each group's member names too (top). */
@@ -275,18 +275,24 @@ async function readShard(
 
 /** Reads every shard (in parallel); an unreachable one is a row with `ok: false` and its error. */
 export async function takeSnapshot(shards: Shard[], opts: SnapshotOptions): Promise<Snapshot> {
-  let processes: ProcessRow[] = [];
-  let registryError: string | undefined;
-  const registry = shards[opts.registryShard]!;
-  try {
-    await registry.whenReady();
-    processes = await readProcesses(registry.client, opts);
-  } catch (err) {
-    registryError = errorMessage(registry.explain(err));
-  }
+  const registryErrors = new Map<number, string>();
+  const processes = (
+    await Promise.all(
+      opts.registryShards.map(async (index) => {
+        const shard = shards[index]!;
+        try {
+          await shard.whenReady();
+          return await readProcesses(shard.client, opts);
+        } catch (err) {
+          registryErrors.set(index, errorMessage(shard.explain(err)));
+          return [];
+        }
+      }),
+    )
+  ).flat();
   const dead = new Set(processes.filter((p) => !p.alive).map((p) => p.client));
   const reads = await Promise.all(shards.map((shard) => readShard(shard, opts, dead)));
-  if (registryError !== undefined) reads[opts.registryShard]!.row.error ??= registryError;
+  for (const [index, error] of registryErrors) reads[index]!.row.error ??= error;
 
   // A name can be on several shards: a queue by channels_redis's #221 placement, a group by a
   // change of hosts. One row each, summed; a queue's oldest message is the oldest anywhere.

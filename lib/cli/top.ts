@@ -6,7 +6,8 @@
  * `--once`: one frame, no screen control.
  */
 import { duration, fit, processLines, shardLines, table } from './render.ts';
-import { openShards, snapshotOptions } from './inspect.ts';
+import { openShards } from './connect.ts';
+import { snapshotOptions } from './inspect.ts';
 import type { CliOptions } from './args.ts';
 import { groupRates, queueRates, type Rate } from './rates.ts';
 import { takeSnapshot, type Snapshot } from './snapshot.ts';
@@ -102,7 +103,7 @@ export function renderTop(
 }
 
 export async function top(opts: CliOptions, width: () => number): Promise<number> {
-  const shards = openShards(opts);
+  const shards = await openShards(opts);
   const screen = !opts.once;
   let stopping = false;
   let timer: NodeJS.Timeout | undefined;
@@ -123,7 +124,7 @@ export async function top(opts: CliOptions, width: () => number): Promise<number
     while (!stopping) {
       const since = new Map([...(prev?.samples ?? [])].map(([id, s]) => [id, s.newest]));
       const snapshot = await takeSnapshot(shards, {
-        ...snapshotOptions(opts),
+        ...snapshotOptions(opts, shards),
         since,
         withMembers: true,
       });
