@@ -31,6 +31,7 @@ import { Groups } from '../redis/groups.ts';
 import { healthReport, type HealthReport } from '../redis/health.ts';
 import { Liveness, REGISTRY_NAME } from '../redis/liveness.ts';
 import { Receiver } from '../redis/receiver.ts';
+import { prefixPattern } from '../redis/scan.ts';
 import { SendBatcher } from '../redis/sends.ts';
 import { nextScore } from '../redis/send-time.ts';
 import { GROUP_SEND, SEND, SEND_MANY } from '../redis/script-calls.ts';
@@ -38,14 +39,9 @@ import { scriptCommand } from '../redis/scripts.ts';
 import { createShardSet, type ShardSet } from '../redis/shard-set.ts';
 import { assertMessage, CHANNEL_FIELD } from '../serde/codec.ts';
 import type { ChannelLayer, Message, ReceiveOptions } from '../types.ts';
-import { BaseLayer, type CounterName } from './base.ts';
+import { BaseLayer, type CounterName, type LayerObserver } from './base.ts';
 
 export type RedisLayerOptions = LayerOptions;
-
-/** SCAN MATCH pattern for every key that starts with `prefix` (glob characters escaped). */
-function prefixPattern(prefix: string): string {
-  return `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`;
-}
 
 export class RedisChannelLayer<M extends Message = Message>
   extends BaseLayer
@@ -89,6 +85,7 @@ export class RedisChannelLayer<M extends Message = Message>
       report: (err: unknown, where: string) => {
         if (!this.closed) this.reportError(err, where);
       },
+      notify: (event: keyof LayerObserver, value: number) => this.notify(event, value),
     };
     this.receiver = new Receiver<M>({
       ...context,

@@ -34,6 +34,8 @@ export interface GroupsContext {
   report(err: unknown, context: string): void;
   /** Whether a queue (non-local name) belongs to a process known dead (liveness.ts). */
   isDeadQueue(name: string): boolean;
+  /** Instrumentation (BaseLayer.observe): `groupFanOut` per send. */
+  notify(event: 'groupFanOut', value: number): void;
 }
 
 /** One channel key a group message goes to, with the members sharing it (names as bytes). */
@@ -144,7 +146,10 @@ export class Groups {
     const { shards, options } = this.ctx;
     const expired = nextScore() - options.groupExpiryMs / 1000;
     const members = await this.onGroup(group, (client, key) => readMembers(client, key, expired));
-    if (members.length === 0) return;
+    if (members.length === 0) {
+      this.ctx.notify('groupFanOut', 0);
+      return;
+    }
 
     const perShard = new Map<number, GroupQueue[]>();
     const dead: Buffer[] = [];
@@ -160,6 +165,8 @@ export class Groups {
       if (queues) queues.push(queue);
       else perShard.set(index, [queue]);
     }
+    // Live members only: a dead process's channels get nothing.
+    this.ctx.notify('groupFanOut', members.length - dead.length);
 
     const score = nextScore();
     const args = {

@@ -47,6 +47,8 @@ export interface ReceiverContext {
   skipUnreadable(where: string, err: unknown): void;
   report(err: unknown, context: string): void;
   isClosed(): boolean;
+  /** Instrumentation (BaseLayer.observe): `queueWait` per message taken out of Redis. */
+  notify(event: 'queueWait', value: number): void;
 }
 
 /**
@@ -208,10 +210,12 @@ export class Receiver<M extends Message> {
   private route(key: string, { member, score, shard }: Popped): void {
     const { ctx } = this;
     const expiresAt = score * 1000 + this.expiryMs;
-    if (!(expiresAt > Date.now())) {
+    const now = Date.now();
+    if (!(expiresAt > now)) {
       ctx.count('expired');
       return;
     }
+    ctx.notify('queueWait', now - score * 1000);
     let message: Record<string, unknown>;
     try {
       message = ctx.codec.decode(member);
