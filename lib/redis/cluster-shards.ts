@@ -25,7 +25,9 @@ import { EventEmitter } from 'node:events';
 import calculateSlot from 'cluster-key-slot';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { ConnectionError, errorMessage } from '../errors.ts';
+import { deadline } from '../deadline.ts';
 import { explainFailure } from './failures.ts';
+import { nextReady } from './ready.ts';
 import { serverHealth, type ShardHealth } from './health.ts';
 import { useHelloReadyCheck } from './hello.ts';
 import type { ClusterSpec } from './hosts.ts';
@@ -244,30 +246,15 @@ export class ClusterShards implements ShardSet {
     if (client.status === 'ready') return Promise.resolve();
     if (client.status === 'end' || this.closed)
       return Promise.reject(new Error('Connection is closed.'));
-    this.readyWait ??= new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        done();
-        reject(this.unreachable(`not ready within ${this.commandTimeoutMs} ms`));
-      }, this.commandTimeoutMs);
-      const onReady = (): void => {
-        done();
-        resolve();
-      };
-      const onEnd = (): void => {
-        done();
-        reject(new Error('Connection is closed.'));
-      };
-      const done = (): void => {
-        clearTimeout(timer);
-        client.off('ready', onReady);
-        client.off('end', onEnd);
+    if (this.readyWait === undefined) {
+      this.readyWait = nextReady(client).promise.finally(() => {
         this.readyWait = undefined;
-      };
-      client.on('ready', onReady);
-      client.on('end', onEnd);
+      });
       if (client.status === 'wait') client.connect().catch(() => {});
-    });
-    return this.readyWait;
+    }
+    return deadline(this.readyWait, this.commandTimeoutMs, () =>
+      this.unreachable(`not ready within ${this.commandTimeoutMs} ms`),
+    );
   }
 
   private unreachable(detail: string, err?: unknown): ConnectionError {

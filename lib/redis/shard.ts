@@ -21,6 +21,7 @@ import { Redis, type RedisOptions } from 'ioredis';
 import { AuthenticationError, ConnectionError, errorMessage, RedisTooOld } from '../errors.ts';
 import { deadline } from '../deadline.ts';
 import { explainFailure } from './failures.ts';
+import { nextReady } from './ready.ts';
 import { serverHello, useHelloReadyCheck } from './hello.ts';
 import type { ShardSpec } from './hosts.ts';
 import { askSentinelsFirst, flushQueued, reconnectNow, socketOf } from './ioredis-internals.ts';
@@ -145,25 +146,14 @@ export class Shard extends EventEmitter {
     if (client.status === 'ready') return Promise.resolve();
     if (client.status === 'end') return Promise.reject(new Error('Connection is closed.'));
     if (client.status === 'wait') client.connect().catch(() => {});
-    this.readyWait ??= new Promise<void>((resolve, reject) => {
-      const done = (): void => {
-        client.off('ready', onReady);
-        client.off('end', onEnd);
+    if (this.readyWait === undefined) {
+      const wait = nextReady(client);
+      this.endReadyWait = wait.end;
+      this.readyWait = wait.promise.finally(() => {
         this.readyWait = undefined;
         this.endReadyWait = undefined;
-      };
-      const onReady = (): void => {
-        done();
-        resolve();
-      };
-      const onEnd = (): void => {
-        done();
-        reject(new Error('Connection is closed.'));
-      };
-      client.on('ready', onReady);
-      client.on('end', onEnd);
-      this.endReadyWait = onEnd;
-    });
+      });
+    }
     return deadline(this.readyWait, timeoutMs, () =>
       this.unreachable(`no connection within ${timeoutMs} ms`),
     );
