@@ -26,9 +26,11 @@ import {
   redisCommand,
   startRedis,
   startSentinelTopology,
+  userArgs,
   type RedisGroup,
   type SentinelTopology,
 } from './harness/redis.ts';
+import { startCluster, type Cluster as TestCluster } from './harness/cluster.ts';
 import { receiveOrNothing, waitFor } from './harness/wait.ts';
 
 const README_LINE = /^ACL SETUSER (.+)$/m.exec(fs.readFileSync('README.md', 'utf8'));
@@ -408,5 +410,41 @@ describe('least-privilege ACL user (README)', () => {
     assert.deepEqual(await receiveWithin(pubsub, channel), { type: 'after' });
     await closeAll();
     await assertNothingRefused([newPort], { outage: true });
+  });
+});
+
+describe('least-privilege ACL user (README) on a Redis Cluster', () => {
+  let cluster: TestCluster;
+  before(async () => {
+    cluster = await startCluster({ masters: 3, replicasPerMaster: 0, args: userArgs(USER) });
+  });
+  after(() => cluster?.stop());
+
+  test('core layer: every operation, health and liveness, nothing refused on any node', async () => {
+    const hosts = [{ cluster: cluster.startupNodes(), username: USERNAME, password: PASSWORD }];
+    const layer = coreLayer(hosts, { capacity: 2 });
+    const other = coreLayer(hosts);
+    const waiting = receiveWithin(layer, 'acl.normal');
+    await other.send('acl.normal', { type: 'one' });
+    assert.deepEqual(await waiting, { type: 'one' });
+    const local = await layer.newChannel();
+    await other.send(local, { type: 'local' });
+    assert.deepEqual(await receiveWithin(layer, local), { type: 'local' });
+    await layer.groupAdd('acl-group', local);
+    await layer.groupAdd('acl-group', 'acl.member');
+    await other.groupSend('acl-group', { type: 'group' });
+    assert.deepEqual(await receiveWithin(layer, local), { type: 'group' });
+    assert.deepEqual(await receiveWithin(layer, 'acl.member'), { type: 'group' });
+    assert.deepEqual((await layer.groupChannels('acl-group')).sort(), [local, 'acl.member'].sort());
+    await layer.send('acl.full', { type: 'a' });
+    await layer.send('acl.full', { type: 'b' });
+    await assert.rejects(layer.send('acl.full', { type: 'c' }), ChannelFull);
+    const health = await layer.health();
+    assert.equal(health.ok, true, JSON.stringify(health));
+    assert.equal(health.shards.length, 3);
+    await layer.flush();
+    assert.equal(await receiveOrNothing(layer, 'acl.full'), undefined);
+    await closeAll();
+    await assertNothingRefused(cluster.nodes.map((n) => n.port));
   });
 });

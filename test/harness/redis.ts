@@ -93,7 +93,7 @@ export interface SentinelTopologyOptions {
  * name, e.g. `'app on >pw ~asgi* &* +@all -@dangerous'` (split on spaces, as redis-cli does). Part
  * of the server's configuration, so the user is still there after `restart()`.
  */
-function userArgs(user: string | undefined): string[] {
+export function userArgs(user: string | undefined): string[] {
   return user === undefined ? [] : ['--user', ...user.split(' ').filter(Boolean)];
 }
 
