@@ -4,8 +4,8 @@
  */
 import { ConfigurationError } from './errors.ts';
 
-/** A Redis host: a URL, `{ address, …ioredis options }`, or a Sentinel group. */
-export type HostEntry = string | AddressHost | SentinelHost;
+/** A Redis host: a URL, `{ address, …ioredis options }`, a Sentinel group, or a Redis Cluster. */
+export type HostEntry = string | AddressHost | SentinelHost | ClusterHost;
 
 export interface AddressHost {
   address: string;
@@ -20,6 +20,24 @@ export interface SentinelHost {
   password?: string;
   sentinelKwargs?: { username?: string; password?: string };
   [redisOption: string]: unknown;
+}
+
+/**
+ * A Redis Cluster (the only entry of `hosts`): startup nodes as `[host, port]` pairs or
+ * `redis://` / `rediss://` URLs; `username`, `password`, `tls` apply to every node (ioredis
+ * `redisOptions`); any other key is an ioredis `ClusterOptions` option.
+ */
+export interface ClusterHost {
+  cluster: Array<[host: string, port?: number] | string>;
+  username?: string;
+  password?: string;
+  tls?: object;
+  [clusterOption: string]: unknown;
+}
+
+/** Whether `entry` is a `{ cluster }` entry (its shape is checked when a layer parses it). */
+export function isClusterHost(entry: unknown): entry is ClusterHost {
+  return typeof entry === 'object' && entry !== null && 'cluster' in entry;
 }
 
 export type CapacityRules = Record<string, number> | Array<[RegExp | string, number]>;
@@ -44,6 +62,12 @@ export interface LayerOptions {
    * *receivers* consume the channel (each of their receives waits on one host in turn).
    */
   normalChannelSharding?: 'name' | 'round-robin';
+  /**
+   * Pub/Sub layer on a Redis Cluster: `'sharded'` (default) uses SSUBSCRIBE/SPUBLISH, each
+   * message handled by the channel's slot owner only; `'global'` uses SUBSCRIBE/PUBLISH, every
+   * publish broadcast to every node.
+   */
+  clusterPubSub?: 'sharded' | 'global';
   /** Longest wait for a Redis reply (ms), including time queued while reconnecting; default 5000. */
   commandTimeoutMs?: number;
   /** Core layer, Fernet: tokens older than `expiry` + this many seconds are refused (default 10, as channels_redis). */
@@ -83,6 +107,7 @@ const OPTION_NAMES = Object.keys({
   maxMessageBytes: true,
   sharding: true,
   normalChannelSharding: true,
+  clusterPubSub: true,
   commandTimeoutMs: true,
   fernetTtlSlack: true,
   onDisconnect: true,
@@ -115,6 +140,7 @@ export interface ResolvedOptions {
   maxMessageBytes: number;
   sharding: 'crc32' | 'ring';
   normalChannelSharding: 'name' | 'round-robin';
+  clusterPubSub: 'sharded' | 'global';
   commandTimeoutMs: number;
   fernetTtlSlack: number;
   liveness: { heartbeatMs: number; deadAfterMs: number } | false;
@@ -265,6 +291,12 @@ export function resolveOptions(input: LayerOptions = {}): ResolvedOptions {
     throw new ConfigurationError('hosts must be a list of Redis hosts, even if there is only one');
   }
   if (hosts.length === 0) throw new ConfigurationError('hosts must not be empty');
+  // A cluster places keys by its own slots; mixing it with other hosts would place them twice.
+  if (hosts.length > 1 && hosts.some(isClusterHost)) {
+    throw new ConfigurationError(
+      `a { cluster } entry must be the only entry of hosts (got ${hosts.length} entries)`,
+    );
+  }
   const keys = input.symmetricEncryptionKeys;
   const sharding = input.sharding ?? DEFAULTS.sharding;
   if (sharding !== 'crc32' && sharding !== 'ring') {
@@ -276,8 +308,21 @@ export function resolveOptions(input: LayerOptions = {}): ResolvedOptions {
       `Unknown normalChannelSharding "${String(normalChannelSharding)}" (known: name, round-robin)`,
     );
   }
+  const clusterPubSub = input.clusterPubSub ?? 'sharded';
+  if (clusterPubSub !== 'sharded' && clusterPubSub !== 'global') {
+    throw new ConfigurationError(
+      `Unknown clusterPubSub ${shown(clusterPubSub)} (known: "sharded", "global")`,
+    );
+  }
   const prefix = input.prefix ?? DEFAULTS.prefix;
   if (typeof prefix !== 'string') throw new ConfigurationError('prefix must be a string');
+  // On a cluster, a brace in the prefix would be read as a hash tag: every key in one slot, and
+  // the reader's wake keys (hash-tagged to a queue's slot) placed elsewhere.
+  if (isClusterHost(hosts[0]) && /[{}]/.test(prefix)) {
+    throw new ConfigurationError(
+      `prefix ${shown(prefix)} must not contain { or } on a Redis Cluster`,
+    );
+  }
   const serializerFormat = input.serializerFormat ?? DEFAULTS.serializerFormat;
   if (typeof serializerFormat !== 'string')
     throw new ConfigurationError('serializerFormat must be a string');
@@ -309,6 +354,7 @@ export function resolveOptions(input: LayerOptions = {}): ResolvedOptions {
     ),
     sharding,
     normalChannelSharding,
+    clusterPubSub,
     commandTimeoutMs: positive(
       'commandTimeoutMs',
       input.commandTimeoutMs ?? DEFAULTS.commandTimeoutMs,

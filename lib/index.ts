@@ -4,6 +4,7 @@ export type {
   HostEntry,
   AddressHost,
   SentinelHost,
+  ClusterHost,
   CapacityRules,
   Logger,
   LivenessOption,

@@ -58,3 +58,12 @@ export function assertOwnChannel(channel: string, clientPrefix: string): void {
     throw new WrongClientPrefix(channel, `client prefix ${clientPrefix}`);
   }
 }
+
+/**
+ * Whether `channel`'s non-local name is `name`, itself a non-local name (without slicing: called
+ * per group member). A `…!` name's only '!' is its last character, so a channel starting with
+ * it has its first '!' there too.
+ */
+export function sharesQueue(channel: string, name: string): boolean {
+  return name.endsWith('!') ? channel.startsWith(name) : channel === name;
+}

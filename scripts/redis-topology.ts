@@ -3,14 +3,16 @@
  *
  *   npx tsx scripts/redis-topology.ts sentinel [--master-name mymaster] [--down-after 1000] [--failover-timeout 3000]
  *   npx tsx scripts/redis-topology.ts servers [N] [--password PW]
+ *   npx tsx scripts/redis-topology.ts cluster [--masters 3] [--replicas 1] [--node-timeout 1000]
  *
  * Add --pubsub to print a RedisPubSubChannelLayer config instead of RedisChannelLayer.
  * Prints the addresses and a CHANNEL_LAYERS snippet; reads commands on stdin
- * (`kill`, `restart`); Ctrl-C stops everything. Processes come from the test
+ * (`kill`, `restart`, and for a cluster `migrate`, `add`); Ctrl-C stops everything. Processes come from the test
  * harness, so they also die if this script is killed.
  */
 import readline from 'node:readline';
 import { parseArgs } from 'node:util';
+import { startCluster, type Cluster, type ClusterNode } from '../test/harness/cluster.ts';
 import {
   startRedis,
   startSentinelTopology,
@@ -19,7 +21,8 @@ import {
 } from '../test/harness/redis.ts';
 
 const USAGE = `usage: npx tsx scripts/redis-topology.ts sentinel [--master-name NAME] [--down-after MS] [--failover-timeout MS] [--pubsub]
-       npx tsx scripts/redis-topology.ts servers [N] [--password PW] [--pubsub]`;
+       npx tsx scripts/redis-topology.ts servers [N] [--password PW] [--pubsub]
+       npx tsx scripts/redis-topology.ts cluster [--masters N] [--replicas N] [--node-timeout MS] [--pubsub]`;
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -28,13 +31,16 @@ const { values, positionals } = parseArgs({
     'down-after': { type: 'string', default: '1000' },
     'failover-timeout': { type: 'string', default: '3000' },
     password: { type: 'string' },
+    masters: { type: 'string', default: '3' },
+    replicas: { type: 'string', default: '1' },
+    'node-timeout': { type: 'string', default: '1000' },
     pubsub: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 
 const [mode, countArg = '1'] = positionals;
-if (values.help || (mode !== 'sentinel' && mode !== 'servers')) {
+if (values.help || (mode !== 'sentinel' && mode !== 'servers' && mode !== 'cluster')) {
   console.error(USAGE);
   process.exit(values.help ? 0 : 2);
 }
@@ -46,7 +52,7 @@ const now = (): string => new Date().toISOString().slice(11, 23);
 const describe = (s: RedisServer): string => `${s.url}  (pid ${s.pid ?? 'down'})`;
 
 let stop: () => Promise<void>;
-let onCommand: (cmd: string, arg?: string) => Promise<void>;
+let onCommand: (cmd: string, args: string[]) => Promise<void>;
 
 if (mode === 'sentinel') {
   const topo: SentinelTopology = await startSentinelTopology({
@@ -85,6 +91,62 @@ if (mode === 'sentinel') {
       await restartDown([topo.master, topo.replica, ...topo.sentinelServers]);
     } else console.log('commands: kill, restart');
   };
+} else if (mode === 'cluster') {
+  const cluster: Cluster = await startCluster({
+    masters: Number(values.masters),
+    replicasPerMaster: Number(values.replicas),
+    nodeTimeoutMs: Number(values['node-timeout']),
+  });
+  const describeNode = async (n: ClusterNode): Promise<string> => {
+    const v = (await cluster.view()).find((x) => x.id === n.id);
+    const role =
+      v?.role === 'replica'
+        ? `replica of :${cluster.nodes.find((m) => m.id === v.masterId)?.port}`
+        : `master ${v?.slots.map(([lo, hi]) => `${lo}-${hi}`).join(',') || '(no slots)'}`;
+    return `  ${n.server.url}  ${role}  (pid ${n.server.pid ?? 'down'}, id ${n.id.slice(0, 8)})`;
+  };
+  const list = async (): Promise<void> => {
+    for (const n of cluster.nodes) console.log(await describeNode(n));
+  };
+  console.log('Redis Cluster');
+  await list();
+  console.log(`\n${channelLayers([{ cluster: cluster.startupNodes() }])}\n`);
+  console.log(
+    'Commands: "kill [PORT]" kills a master (default: the owner of slot 0) and times the promotion,\n' +
+      '"restart" restarts killed nodes (a replaced master rejoins as a replica), "migrate SLOT PORT"\n' +
+      'moves a slot live, "add" joins a new empty master, "nodes" lists the nodes.',
+  );
+  stop = () => cluster.stop();
+  onCommand = async (cmd, [arg, arg2]) => {
+    const byPort = (port: string | undefined): ClusterNode | undefined =>
+      cluster.nodes.find((n) => n.port === Number(port));
+    if (cmd === 'kill') {
+      const victim = arg ? byPort(arg) : await cluster.ownerOf(0);
+      if (!victim) return console.log(`no node on port ${arg}`);
+      const wasMaster = (await cluster.masters()).includes(victim);
+      await cluster.kill(victim);
+      console.log(`${now()} killed ${victim.server.url}`);
+      if (!wasMaster) return;
+      const { node, ms } = await cluster.promotedWithin(victim);
+      console.log(`${now()} ${node.server.url} is master after ${ms} ms`);
+    } else if (cmd === 'restart') {
+      for (const n of cluster.nodes.filter((x) => x.server.pid === undefined)) {
+        await cluster.restart(n);
+        console.log(`${now()} restarted${await describeNode(n)}`);
+      }
+    } else if (cmd === 'migrate') {
+      const slot = Number(arg);
+      const to = byPort(arg2);
+      if (!to || !Number.isInteger(slot)) return console.log('usage: migrate SLOT PORT');
+      const { from, keys } = await cluster.migrateSlot(slot, to);
+      console.log(`${now()} slot ${slot} moved from :${from.port} to :${to.port} (${keys} keys)`);
+    } else if (cmd === 'add') {
+      const node = await cluster.addMaster();
+      console.log(`${now()} added master ${node.server.url}`);
+    } else if (cmd === 'nodes') {
+      await list();
+    } else console.log('commands: kill [PORT], restart, migrate SLOT PORT, add, nodes');
+  };
 } else {
   const count = Number(countArg);
   if (!Number.isInteger(count) || count < 1) {
@@ -98,7 +160,7 @@ if (mode === 'sentinel') {
   console.log(`\n${channelLayers(hosts)}\n`);
   console.log('Commands: "kill I" kills server I, "restart" restarts killed servers.');
   stop = () => group.stop();
-  onCommand = async (cmd, arg) => {
+  onCommand = async (cmd, [arg]) => {
     const server = group.servers[Number(arg)];
     if (cmd === 'kill' && server) {
       await server.kill();
@@ -121,8 +183,8 @@ const keepAlive = setInterval(() => {}, 1 << 30);
 
 const lines = readline.createInterface({ input: process.stdin });
 lines.on('line', (line) => {
-  const [cmd = '', arg] = line.trim().split(/\s+/);
-  if (cmd) onCommand(cmd, arg).catch((err: Error) => console.error(err.message));
+  const [cmd = '', ...args] = line.trim().split(/\s+/);
+  if (cmd) onCommand(cmd, args).catch((err: Error) => console.error(err.message));
 });
 
 let stopping = false;

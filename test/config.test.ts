@@ -21,6 +21,8 @@ import {
   getChannelLayer,
   type ChannelLayer,
 } from '../lib/index.ts';
+import { fromDjangoConfig, resolveOptions, type ClusterHost } from '../lib/config.ts';
+import { parseCluster } from '../lib/redis/hosts.ts';
 import { LOOPBACK, redisCommand, startRedis, type RedisGroup } from './harness/redis.ts';
 import { fill } from './harness/fill.ts';
 import { waitFor } from './harness/wait.ts';
@@ -538,5 +540,169 @@ await ps.close();`,
         fromPs: { type: 'ps', n: 2 },
       });
     });
+  });
+});
+
+describe('a Redis Cluster hosts entry', () => {
+  const isConfigError = (text: string | RegExp) => (err: unknown) =>
+    err instanceof ConfigurationError &&
+    (typeof text === 'string' ? err.message.includes(text) : text.test(err.message));
+
+  it('pairs and URLs become startup nodes; auth and TLS go to every node, the rest is ClusterOptions', () => {
+    const spec = parseCluster({
+      cluster: [['10.0.0.1', 7000], ['10.0.0.2'], 'redis://10.0.0.3:7002', 'redis://[::1]:7003'],
+      username: 'app',
+      password: 'pw',
+      tls: { servername: 'redis.example' },
+      scaleReads: 'master',
+      slotsRefreshTimeout: 2000,
+      redisOptions: { connectTimeout: 500 },
+    });
+    assert.deepEqual(spec, {
+      id: 'cluster:10.0.0.1:7000,10.0.0.2:6379,10.0.0.3:7002,::1:7003',
+      startupNodes: [
+        { host: '10.0.0.1', port: 7000 },
+        { host: '10.0.0.2', port: 6379 },
+        { host: '10.0.0.3', port: 7002 },
+        { host: '::1', port: 7003 },
+      ],
+      options: {
+        scaleReads: 'master',
+        slotsRefreshTimeout: 2000,
+        redisOptions: {
+          connectTimeout: 500,
+          username: 'app',
+          password: 'pw',
+          tls: { servername: 'redis.example' },
+        },
+      },
+    });
+  });
+
+  it('credentials and rediss: in the URLs apply to every node (discovered ones too)', () => {
+    const spec = parseCluster({
+      cluster: ['rediss://app:p%40ss@h1:7000', 'rediss://app:p%40ss@h2:7001'],
+    });
+    assert.deepEqual(spec.options.redisOptions, { username: 'app', password: 'p@ss', tls: {} });
+    assert.deepEqual(spec.startupNodes, [
+      { host: 'h1', port: 7000 },
+      { host: 'h2', port: 7001 },
+    ]);
+    // The same password given twice is no conflict.
+    assert.equal(
+      parseCluster({ cluster: ['redis://:pw@h1:7000'], password: 'pw' }).options.redisOptions
+        ?.password,
+      'pw',
+    );
+  });
+
+  it('a malformed entry throws ConfigurationError naming what is wrong', () => {
+    const cases: Array<[unknown, string | RegExp]> = [
+      [{ cluster: [] }, 'hosts[0].cluster must be a non-empty list'],
+      [{ cluster: 'redis://h:7000' }, 'hosts[0].cluster must be a non-empty list'],
+      [{ cluster: [['h', '7000']] }, 'hosts[0].cluster[0] must be [host, port]'],
+      [{ cluster: [['h', 0]] }, 'hosts[0].cluster[0] must be [host, port]'],
+      [{ cluster: [['h', 70000]] }, 'hosts[0].cluster[0] must be [host, port]'],
+      [{ cluster: [['', 7000]] }, 'hosts[0].cluster[0] must be [host, port]'],
+      [{ cluster: [['h', 7000, 'x']] }, 'hosts[0].cluster[0] must be [host, port]'],
+      [{ cluster: [7000] }, 'hosts[0].cluster[0] must be [host, port]'],
+      [{ cluster: ['http://h:7000'] }, 'must use redis:// or rediss://'],
+      [{ cluster: ['not a url'] }, 'is not a valid URL'],
+      [{ cluster: ['redis://h:7000/1'] }, 'only database 0'],
+      [{ cluster: [['h', 7000]], db: 2 }, 'hosts[0].db: Redis Cluster has only database 0'],
+      [{ cluster: ['redis://h1:7000', 'rediss://h2:7000'] }, 'the URLs disagree on the scheme'],
+      [{ cluster: ['redis://:a@h1:7000', 'redis://:b@h2:7000'] }, 'disagree on the password'],
+      [{ cluster: ['redis://:a@h1:7000'], password: 'b' }, 'password in the URLs and in the entry'],
+      [{ cluster: [['h', 7000]], keyPrefix: 'x:' }, 'hosts[0].keyPrefix'],
+      [{ cluster: [['h', 7000]], redisOptions: { keyPrefix: 'x:' } }, 'redisOptions.keyPrefix'],
+      [{ cluster: [['h', 7000]], redisOptions: 'x' }, 'redisOptions must be an object'],
+    ];
+    for (const [entry, expected] of cases) {
+      assert.throws(
+        () => parseCluster(entry as ClusterHost),
+        isConfigError(expected),
+        JSON.stringify(entry),
+      );
+      // Both layers parse it the same way when constructed.
+      for (const Layer of [RedisChannelLayer, RedisPubSubChannelLayer]) {
+        assert.throws(() => new Layer({ hosts: [entry as never] }), isConfigError(expected));
+      }
+    }
+  });
+
+  it('must be the only entry of hosts', () => {
+    const cluster = { cluster: [['127.0.0.1', 7000]] as [string, number][] };
+    for (const hosts of [
+      [cluster, 'redis://127.0.0.1:6379'],
+      ['redis://127.0.0.1:6379', cluster],
+      [cluster, cluster],
+    ]) {
+      const expected = `only entry of hosts (got ${hosts.length} entries)`;
+      for (const Layer of [RedisChannelLayer, RedisPubSubChannelLayer]) {
+        assert.throws(() => new Layer({ hosts }), isConfigError(expected));
+      }
+      assert.throws(
+        () =>
+          channelLayers.configure({
+            x: { BACKEND: 'chanlayer.RedisChannelLayer', CONFIG: { hosts } },
+          }),
+        isConfigError(expected),
+      );
+    }
+  });
+
+  it("Django JSON's { cluster: [[host, port]] } reaches the cluster parser through fromConfig", () => {
+    const CONFIG = JSON.parse(
+      '{"hosts": [{"cluster": [["10.0.0.1", 7000], ["10.0.0.2", 7001]], "password": "pw"}], "cluster_pub_sub": "global"}',
+    );
+    const options = fromDjangoConfig(CONFIG);
+    assert.equal(resolveOptions(options).clusterPubSub, 'global');
+    assert.deepEqual(parseCluster(options.hosts![0] as ClusterHost), {
+      id: 'cluster:10.0.0.1:7000,10.0.0.2:7001',
+      startupNodes: [
+        { host: '10.0.0.1', port: 7000 },
+        { host: '10.0.0.2', port: 7001 },
+      ],
+      options: { redisOptions: { password: 'pw' } },
+    });
+    // configure() accepts it; the core layer builds on it (connecting lazily: nothing is
+    // reached here), the Pub/Sub layer says plainly that it does not run on a cluster yet.
+    channelLayers.configure({
+      default: { BACKEND: 'channels_redis.core.RedisChannelLayer', CONFIG },
+    });
+    assert.throws(
+      () => fromConfig({ BACKEND: 'channels_redis.pubsub.RedisPubSubChannelLayer', CONFIG }),
+      isConfigError('the Pub/Sub layer does not run on a Redis Cluster yet'),
+    );
+    channelLayers.configure({});
+  });
+
+  it('a prefix with a brace (a hash tag) is refused on a cluster, accepted elsewhere', () => {
+    const hosts = [{ cluster: [['127.0.0.1', 7000]] as [string, number][] }];
+    for (const prefix of ['a{b}', 'x}', '{']) {
+      assert.throws(() => resolveOptions({ hosts, prefix }), isConfigError('must not contain {'));
+    }
+    assert.equal(resolveOptions({ hosts, prefix: 'asgi:' }).prefix, 'asgi:');
+    assert.equal(resolveOptions({ prefix: 'a{b}' }).prefix, 'a{b}');
+  });
+
+  it("clusterPubSub: 'sharded' by default, 'global' accepted, anything else refused", () => {
+    assert.equal(resolveOptions({}).clusterPubSub, 'sharded');
+    assert.equal(resolveOptions({ clusterPubSub: 'global' }).clusterPubSub, 'global');
+    for (const bad of ['broadcast', 'Sharded', 1]) {
+      assert.throws(
+        () => new RedisPubSubChannelLayer({ clusterPubSub: bad as never }),
+        isConfigError('Unknown clusterPubSub'),
+        String(bad),
+      );
+    }
+    assert.throws(
+      () =>
+        fromConfig({
+          BACKEND: 'channels_redis.pubsub.RedisPubSubChannelLayer',
+          CONFIG: { cluster_pub_sub: 'everywhere' },
+        }),
+      isConfigError('Unknown clusterPubSub "everywhere"'),
+    );
   });
 });

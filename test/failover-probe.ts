@@ -47,6 +47,8 @@ export interface ProbeOptions {
   group?: string;
   /** Pause between two sends (rate control, not synchronization); default 5 ms. */
   intervalMs?: number;
+  /** Sends through this layer instead of the receiving one (two sides, as two processes). */
+  sender?: ChannelLayer;
   /** Called with each send error as it happens. */
   onSendError?: (err: Error, seq: number) => void;
   /** Called with each receive error (none are expected: a receive waits out a failover). */
@@ -265,8 +267,8 @@ export class TrafficProbe {
   private deliver(message: ProbeMessage): Promise<void> {
     const { group } = this.opts;
     return group === undefined
-      ? this.layer.send(this.channel, message)
-      : this.layer.groupSend(group, message);
+      ? (this.opts.sender ?? this.layer).send(this.channel, message)
+      : (this.opts.sender ?? this.layer).groupSend(group, message);
   }
 
   private message(type: ProbeMessage['type'], seq: number): ProbeMessage {
@@ -327,7 +329,7 @@ export interface FailoverMeasurement {
   killedAt: number;
   /** The old master's process is gone (the trigger resolved): nothing sent after can reach it. */
   deadAt: number;
-  /** First time any sentinel reported the new master (polled every 25 ms). */
+  /** First time the new master was seen (a sentinel reported it, or the cluster's view: polled every 25 ms). */
   promotedAt: number;
   probes: Array<{
     probe: TrafficProbe;
@@ -337,8 +339,11 @@ export interface FailoverMeasurement {
   }>;
 }
 
+/** What a failover needs of a topology: a Sentinel group, or a cluster master (cluster-failover). */
+export type FailoverTopology = Pick<SentinelTopology, 'killMaster' | 'waitForNewMaster'>;
+
 export interface FailoverPlan {
-  topology: SentinelTopology;
+  topology: FailoverTopology;
   probes: TrafficProbe[];
   /** Messages each probe must have received before the kill; default 100. */
   warmup?: number;

@@ -1,7 +1,7 @@
 /** groupQueues: a group's members (as Redis returns them, bytes) by the channel key they share. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { groupQueues } from '../lib/layers/group-queues.ts';
+import { groupQueues } from '../lib/redis/group-queues.ts';
 import { nonLocalName } from '../lib/names.ts';
 
 /** The grouping by strings, as docs/wire-protocol.md states it. */

@@ -11,8 +11,7 @@ import {
   type ResolvedOptions,
 } from '../config.ts';
 import { errorMessage, LayerClosed } from '../errors.ts';
-import type { MasterAddress } from '../redis/sentinel-watch.ts';
-import type { Shard } from '../redis/shard.ts';
+import type { MasterChange, ShardSetEvents, TroubleSource } from '../redis/shard-set.ts';
 import { Codec } from '../serde/codec.ts';
 import { createCrypter } from '../serde/crypter.ts';
 import { getSerializer } from '../serde/registry.ts';
@@ -40,11 +39,7 @@ export type CounterName = (typeof COUNTERS)[number];
 /** What `stats()` returns: every counter, by name. */
 export type LayerStats = { [K in CounterName]: number };
 
-/** The servers before and after a Sentinel failover. */
-export interface MasterChange {
-  from: MasterAddress;
-  to: MasterAddress;
-}
+export type { MasterChange };
 
 /** The events a layer emits, with their arguments: a misspelt event name does not compile. */
 export interface LayerEvents {
@@ -120,13 +115,43 @@ export abstract class BaseLayer extends EventEmitter<LayerEvents> {
     this.logger.warn(`chanlayer: skipped an unreadable payload ${where}: ${errorMessage(err)}`);
   }
 
+  /** A failure as the caller gets it: after close(), whatever it was, "the layer is closed". */
+  protected failure(err: unknown): unknown {
+    return this.closed ? new LayerClosed(this.constructor.name) : err;
+  }
+
+  /**
+   * How a Redis layer hears from its shards (ShardSet): connection events are counted and
+   * emitted — through `safeEmit`, since they come from inside connection handling — and nothing
+   * is reported once the layer is closed.
+   */
+  protected shardEvents(): ShardSetEvents {
+    return {
+      disconnect: (index) => {
+        this.count('disconnects');
+        this.safeEmit('disconnect', index);
+      },
+      reconnect: (index) => {
+        this.count('reconnects');
+        this.safeEmit('reconnect', index);
+      },
+      failover: (index, change) => {
+        this.count('failovers');
+        this.safeEmit('failover', index, change);
+      },
+      trouble: (shard) => this.reportConnectionTrouble(shard),
+      report: (err, context) => this.reportError(err, context),
+      closedError: () => (this.closed ? new LayerClosed(this.constructor.name) : undefined),
+    };
+  }
+
   /**
    * One report per shard per outage (until `reset`, called when the shard is fully back): a
    * shard never reached yet reports an 'error' (or a log line, with no listener); the loss of
    * one that was reachable is already a 'disconnect' event, so its reason only goes to the
    * logger — `await once(layer, 'reconnect')` is then never rejected by the outage it waits out.
    */
-  protected reportConnectionTrouble(shard: Shard): { reset(): void } {
+  private reportConnectionTrouble(shard: TroubleSource): { reset(): void } {
     let reached = false;
     let reported = false;
     shard.client.once('ready', () => {
@@ -150,7 +175,7 @@ export abstract class BaseLayer extends EventEmitter<LayerEvents> {
    * Emits a connection event from inside connection handling: a listener that throws must not
    * break it (nor crash the process from an ioredis callback); the throw is reported instead.
    */
-  protected safeEmit<K extends 'disconnect' | 'reconnect' | 'failover'>(
+  private safeEmit<K extends 'disconnect' | 'reconnect' | 'failover'>(
     event: K,
     ...args: LayerEvents[K]
   ): void {

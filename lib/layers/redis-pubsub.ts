@@ -29,22 +29,21 @@
  *   receives go on working.
  * - `deleteChannel()` rejects receives still waiting on that channel.
  */
-import { healthReport, type HealthReport, type ReaderState } from '../redis/health.ts';
+import type { HealthReport, ReaderState } from '../redis/health.ts';
 import type { LayerOptions } from '../config.ts';
 import { Closing } from '../closing.ts';
 import { abortReason, LayerClosed, WrongClientPrefix } from '../errors.ts';
 import { ExpiringMemberships } from '../memberships.ts';
 import { Mailboxes } from '../mailboxes.ts';
 import { assertChannelName, assertGroupName, isProcessLocal, uuidHex } from '../names.ts';
-import { parseHost } from '../redis/hosts.ts';
-import { crc32Placement, ringPlacement, type Placement } from '../redis/placement.ts';
 import { Publisher } from '../redis/publisher.ts';
-import { Shard, type Role } from '../redis/shard.ts';
+import { HostShards } from '../redis/host-shards.ts';
+import type { Shard } from '../redis/shard.ts';
 import { Subscriptions } from '../redis/subscriber.ts';
 import { copier } from '../serde/clone.ts';
 import { assertMessage } from '../serde/codec.ts';
 import type { ChannelLayer, Message, ReceiveOptions } from '../types.ts';
-import { BaseLayer, type MasterChange } from './base.ts';
+import { BaseLayer } from './base.ts';
 
 export type RedisPubSubOptions = Omit<LayerOptions, 'randomPrefixLength'>;
 
@@ -65,15 +64,6 @@ class ChannelState {
 
 const noop = (): void => {};
 
-interface ShardConnections {
-  /** Connections of the shard that dropped and are not back (subscriber: and resubscribed). */
-  readonly down: Set<Role>;
-  /** Bumped on every subscriber drop/return, so a stale resubscription reports nothing. */
-  epoch: number;
-  /** Connection errors, one report per outage: reset once every connection is back. */
-  trouble: { reset(): void };
-}
-
 /** What a receive on a channel gets when `deleteChannel()` removes the channel under it. */
 function deletedError(channel: string): Error {
   return new Error(`Channel ${channel} was deleted (deleteChannel)`);
@@ -83,11 +73,9 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
   extends BaseLayer
   implements ChannelLayer<M>
 {
-  private readonly shards: Shard[];
+  private readonly shards: HostShards;
   private readonly subscriptions: Subscriptions[];
   private readonly publishers: Publisher[];
-  private readonly states: ShardConnections[];
-  private readonly placement: Placement;
   private readonly mailboxes: Mailboxes<M>;
   /** Per shard: turns a failed PUBLISH into the error send()/groupSend() reject with. */
   private readonly publishFailed: Array<(err: unknown) => never>;
@@ -107,11 +95,6 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
   constructor(options: RedisPubSubOptions = {}) {
     // No Fernet TTL: a published message is never stored, so it can't be replayed late.
     super(options, () => ({ prefixLength: 0 }));
-    const specs = this.options.hosts.map((entry, i) => parseHost(entry, i));
-    this.placement =
-      this.options.sharding === 'ring'
-        ? ringPlacement(specs.map((s) => s.id))
-        : crc32Placement(specs.length);
     this.mailboxes = new Mailboxes<M>({
       expiryMs: this.options.expiryMs,
       onExpired: (n) => this.count('expired', n),
@@ -119,22 +102,27 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     this.groups = new ExpiringMemberships(this.options.groupExpiryMs, (name, channel) => {
       void this.leave(name, channel);
     });
-    this.shards = specs.map(
-      // failFast: a PUBLISH that timed out or was cut off is never sent later behind the
-      // caller's back (ioredis's offline queue / resend); publish() awaits whenReady() instead.
-      (spec, i) =>
-        new Shard(i, spec, { commandTimeoutMs: this.options.commandTimeoutMs, failFast: true }),
+    this.shards = new HostShards(
+      this.options.hosts,
+      {
+        sharding: this.options.sharding,
+        commandTimeoutMs: this.options.commandTimeoutMs,
+        // A PUBLISH that timed out or was cut off is never sent later behind the caller's back
+        // (ioredis's offline queue / resend); publish() awaits whenReady() instead.
+        failFast: true,
+        tracked: ['command', 'subscriber'],
+        // Subscriptions resubscribe everything as the connection becomes ready: the shard is
+        // up once that is done.
+        whenUp: (index, role) =>
+          role === 'subscriber' ? this.subscriptions[index]!.resubscribed() : Promise.resolve(),
+      },
+      this.shardEvents(),
     );
-    this.publishers = this.shards.map((shard) => new Publisher(shard.client));
-    this.publishFailed = this.shards.map((shard) => (err: unknown): never => {
-      throw this.failure(shard.explain(err, 'the PUBLISH'));
+    this.publishers = this.shards.shards.map((shard) => new Publisher(shard.client));
+    this.publishFailed = this.shards.shards.map((shard) => (err: unknown): never => {
+      throw this.shards.failure(shard.index, err, 'the PUBLISH');
     });
-    this.states = this.shards.map((shard) => ({
-      down: new Set<Role>(),
-      epoch: 0,
-      trouble: this.reportConnectionTrouble(shard),
-    }));
-    this.subscriptions = this.shards.map(
+    this.subscriptions = this.shards.shards.map(
       (shard) =>
         new Subscriptions(
           shard,
@@ -143,16 +131,6 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
           (err, context) => this.reportError(err, `shard ${shard.index}: ${context}`),
         ),
     );
-    this.shards.forEach((shard, i) => {
-      shard.on('down', (role: Role) => this.shardDown(i, role));
-      shard.on('up', (role: Role) => this.shardUp(i, role));
-      // Sentinel shard back on a different master (docs/failover.md).
-      shard.on('failover', (change: MasterChange) => {
-        if (this.closed) return;
-        this.count('failovers');
-        this.safeEmit('failover', i, change);
-      });
-    });
   }
 
   // ---------------------------------------------------------------------------------------
@@ -324,7 +302,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     this.groups.clear();
     this.channels.clear();
     for (const subs of this.subscriptions) subs.close();
-    for (const shard of this.shards) shard.close();
+    this.shards.close();
     this.mailboxes.close(new LayerClosed(this.constructor.name));
   }
 
@@ -355,12 +333,14 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     let reader: ReaderState = 'running';
     if (this.closed) reader = 'stopped';
     else if (this.subscriptionCount === 0) reader = 'idle';
-    else if (this.states.some((s) => s.down.has('subscriber'))) reader = 'reconnecting';
-    return healthReport(this.shards, this.options.commandTimeoutMs, {
-      closed: this.closed,
+    else if (this.shards.isDown('subscriber')) reader = 'reconnecting';
+    const shards = await this.shards.health(this.options.commandTimeoutMs);
+    return {
+      ok: !this.closed && shards.every((s) => s.ok),
+      shards,
       reader,
       oldestWaitMs: this.mailboxes.oldestWaitMs(),
-    });
+    };
   }
 
   /** Redis channels this layer is subscribed to (or subscribing to), over all shards. */
@@ -375,7 +355,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
 
   /** The shard index a Redis channel name (channel, or `prefix__group__group`) lives on. */
   shardOf(name: string): number {
-    return this.placement.index(name);
+    return this.shards.index(name);
   }
 
   /** The Redis channel a group publishes on: `prefix + '__group__' + group` (channels_redis). */
@@ -387,7 +367,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
   // Internals
 
   private subscriptionsOf(name: string): Subscriptions {
-    return this.subscriptions[this.placement.index(name)]!;
+    return this.subscriptions[this.shards.index(name)]!;
   }
 
   /**
@@ -395,7 +375,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
    * shard unreachable it would never come), cut short by close().
    */
   private subscribed(ready: Promise<void>, name: string): Promise<void> {
-    const shard = this.shards[this.placement.index(name)]!;
+    const shard = this.shards.shards[this.shards.index(name)]!;
     const ms = this.options.commandTimeoutMs;
     return this.closing.until(ready, {
       ms,
@@ -408,7 +388,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
    * it resolves (Redis took the message; `sent` runs) or rejects with an error naming the shard.
    */
   private publish(name: string, payload: Buffer, sent: () => void): Promise<void> {
-    const shard = this.shards[this.placement.index(name)]!;
+    const shard = this.shards.shards[this.shards.index(name)]!;
     // Ready (the usual case): the PUBLISH settles on its own — failFast rejects it as soon as
     // the connection drops, close() included, and commandTimeout bounds it — so it needs no
     // `closing` wait (a Set entry and a promise per message).
@@ -434,11 +414,6 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
       this.publishFailed[shard.index]!(err);
     }
     sent();
-  }
-
-  /** After close(), whatever a Redis command failed with becomes "the layer is closed". */
-  private failure(err: unknown): unknown {
-    return this.closed ? new LayerClosed(this.constructor.name) : err;
   }
 
   private openChannel(channel: string): ChannelState {
@@ -539,47 +514,5 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     const result = this.mailboxes.put(channel, message, this.capacityFor(channel), 'drop-oldest');
     if (result === 'delivered') this.count('received');
     else if (result === 'displaced') this.count('localDropped');
-  }
-
-  private shardDown(index: number, role: Role): void {
-    if (this.closed) return;
-    const health = this.states[index]!;
-    if (role === 'subscriber') health.epoch++;
-    const wasUp = health.down.size === 0;
-    health.down.add(role);
-    if (wasUp) {
-      this.count('disconnects');
-      this.safeEmit('disconnect', index);
-    }
-  }
-
-  private shardUp(index: number, role: Role): void {
-    if (this.closed) return;
-    const health = this.states[index]!;
-    if (role !== 'subscriber') {
-      this.markUp(index, role);
-      return;
-    }
-    const epoch = ++health.epoch;
-    // Subscriptions resubscribed everything as the connection became ready; wait for it.
-    this.subscriptions[index]!.resubscribed().then(
-      () => {
-        if (epoch === health.epoch) this.markUp(index, role);
-      },
-      (err: unknown) => {
-        // The connection dropped again while resubscribing; the next 'up' starts over.
-        if (!this.closed && epoch === health.epoch)
-          this.reportError(err, `shard ${index}: resubscribe`);
-      },
-    );
-  }
-
-  private markUp(index: number, role: Role): void {
-    if (this.closed) return;
-    const health = this.states[index]!;
-    if (!health.down.delete(role) || health.down.size > 0) return;
-    health.trouble.reset();
-    this.count('reconnects');
-    this.safeEmit('reconnect', index);
   }
 }

@@ -6,11 +6,13 @@
  * trip later. The auto-pipeline's state and the socket are ioredis internals (ioredis-internals.ts);
  * without them, never direct.
  */
-import type { Command, Redis } from 'ioredis';
+import { Redis, type Command } from 'ioredis';
 import { autoPipelineIdle, socketOf } from './ioredis-internals.ts';
 
 /** Writes `commands` in one corked write and returns true, or returns false (nothing sent). */
 export function writeDirect(client: Redis, commands: readonly Command[]): boolean {
+  // A Cluster client (cluster-shards.ts) routes each command to its node: never direct.
+  if (!(client instanceof Redis)) return false;
   const socket = socketOf(client);
   if (!socket || !autoPipelineIdle(client)) return false;
   socket.cork();

@@ -4,6 +4,7 @@
  * ACL user of the README works), each shard bounded by `commandTimeoutMs`. Never rejects: a
  * shard that cannot answer is `ok: false` with the reason.
  */
+import type { Redis } from 'ioredis';
 import { deadline } from '../deadline.ts';
 import { errorMessage } from '../errors.ts';
 import { serverHello } from './hello.ts';
@@ -40,39 +41,33 @@ export interface HealthReport {
   oldestWaitMs: number | undefined;
 }
 
-/** The report of a Redis layer: every shard asked at once; ok when all are and it is open. */
-export async function healthReport(
-  shards: readonly Shard[],
-  timeoutMs: number,
-  layer: { closed: boolean; reader: ReaderState; oldestWaitMs: number | undefined },
-): Promise<HealthReport> {
-  const reports = await Promise.all(shards.map((shard) => shardHealth(shard, timeoutMs)));
-  return {
-    ok: !layer.closed && reports.every((s) => s.ok),
-    shards: reports,
-    reader: layer.reader,
-    oldestWaitMs: layer.oldestWaitMs,
-  };
-}
-
 /** One shard's health, within `timeoutMs` (connecting it first if it is lazy). */
-export async function shardHealth(shard: Shard, timeoutMs: number): Promise<ShardHealth> {
+export function shardHealth(shard: Shard, timeoutMs: number): Promise<ShardHealth> {
   const masterName = shard.spec.options.sentinels?.length ? shard.spec.options.name : undefined;
   const base = { shard: shard.index, id: shard.spec.id, ...(masterName ? { masterName } : {}) };
+  return clientHealth(base, shard.client, timeoutMs, () => shard.whenReady(timeoutMs));
+}
+
+/**
+ * The health of the server `client` talks to (`base` names it), within `timeoutMs`: `ready`
+ * first (a connection), then a PING round trip and HELLO's role.
+ */
+export async function clientHealth(
+  base: Pick<ShardHealth, 'shard' | 'id' | 'masterName'>,
+  client: Redis,
+  timeoutMs: number,
+  ready: () => Promise<void> = () => Promise.resolve(),
+): Promise<ShardHealth> {
   try {
     const { latencyMs, role } = await deadline(
-      probe(shard, timeoutMs),
+      probe(client, ready),
       timeoutMs,
       () => new Error(`no answer within ${timeoutMs} ms`),
     );
-    if (role !== 'master')
-      return {
-        ...base,
-        ok: false,
-        latencyMs,
-        role,
-        error: `the server is a ${role ?? 'server of unknown role'}`,
-      };
+    if (role !== 'master') {
+      const error = `the server is a ${role ?? 'server of unknown role'}`;
+      return { ...base, ok: false, latencyMs, role, error };
+    }
     return { ...base, ok: true, latencyMs, role };
   } catch (err) {
     return { ...base, ok: false, latencyMs: undefined, role: undefined, error: errorMessage(err) };
@@ -80,14 +75,14 @@ export async function shardHealth(shard: Shard, timeoutMs: number): Promise<Shar
 }
 
 async function probe(
-  shard: Shard,
-  timeoutMs: number,
+  client: Redis,
+  ready: () => Promise<void>,
 ): Promise<{ latencyMs: number; role: ShardHealth['role'] }> {
-  await shard.whenReady(timeoutMs);
+  await ready();
   const started = performance.now();
-  await shard.client.ping();
+  await client.ping();
   const latencyMs = Math.round((performance.now() - started) * 1000) / 1000;
-  const { role } = await serverHello(shard.client);
+  const { role } = await serverHello(client);
   return {
     latencyMs,
     role: role === 'master' ? 'master' : role === 'slave' ? 'replica' : undefined,

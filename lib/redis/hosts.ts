@@ -1,10 +1,10 @@
 /**
  * `hosts` entries → ioredis options, one shard each: a URL (`redis://`, `rediss://` for TLS,
  * user/password/db in the URL), `{ address, …ioredis options }`, or a Sentinel group
- * `{ sentinels, masterName, … }`.
+ * `{ sentinels, masterName, … }`. A Redis Cluster entry `{ cluster, … }` → a ClusterSpec.
  */
-import type { RedisOptions } from 'ioredis';
-import type { HostEntry, SentinelHost } from '../config.ts';
+import type { ClusterOptions, RedisOptions } from 'ioredis';
+import { isClusterHost, type ClusterHost, type HostEntry, type SentinelHost } from '../config.ts';
 import { ConfigurationError } from '../errors.ts';
 
 /** Default bound for one question to a sentinel (`sentinelCommandTimeout` overrides it). */
@@ -16,6 +16,15 @@ export interface ShardSpec {
   /** ioredis options (a URL, when given, is in `url`). */
   url: string | undefined;
   options: RedisOptions;
+}
+
+/** A Redis Cluster: where to start discovering it, and the ioredis `Cluster` options. */
+export interface ClusterSpec {
+  /** The startup nodes, without secrets. */
+  id: string;
+  startupNodes: Array<{ host: string; port: number }>;
+  /** ioredis ClusterOptions; what every node connection needs (auth, TLS) is in `redisOptions`. */
+  options: ClusterOptions;
 }
 
 function checkUrl(address: unknown, where: string): string {
@@ -65,6 +74,88 @@ function refuseKeyPrefix(options: object, where: string): void {
   }
 }
 
+/** Options ioredis applies per node connection, lifted from the entry into `redisOptions`. */
+const NODE_OPTIONS = ['username', 'password', 'tls'] as const;
+
+function clusterNode(node: unknown, where: string): { host: string; port: number; url?: URL } {
+  if (Array.isArray(node) && node.length >= 1 && node.length <= 2) {
+    const [host, port = 6379] = node as [unknown, unknown];
+    if (typeof host === 'string' && host !== '' && isPort(port)) return { host, port };
+  } else if (typeof node === 'string') {
+    const url = new URL(checkUrl(node, where));
+    if (url.pathname !== '' && url.pathname !== '/' && url.pathname !== '/0') {
+      throw new ConfigurationError(`${where}: Redis Cluster has only database 0, got ${node}`);
+    }
+    // WHATWG URL keeps the brackets of an IPv6 host; ioredis wants the bare address.
+    return { host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || 6379), url };
+  }
+  throw new ConfigurationError(
+    `${where} must be [host, port] or a redis:// URL, got ${JSON.stringify(node)}`,
+  );
+}
+
+function isPort(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value > 0 && value < 65536;
+}
+
+/**
+ * `{ cluster: [[host, port] | URL, …], username?, password?, tls?, …ClusterOptions }`. Node
+ * options (`username`, `password`, `tls`; or credentials and `rediss:` in the URLs, which must
+ * then agree) go into `redisOptions`, so nodes found by discovery get them too, not just the
+ * startup nodes.
+ */
+export function parseCluster(entry: ClusterHost, where = 'hosts[0]'): ClusterSpec {
+  const { cluster, db, redisOptions, ...rest } = entry;
+  if (!Array.isArray(cluster) || cluster.length === 0) {
+    throw new ConfigurationError(
+      `${where}.cluster must be a non-empty list of [host, port] or redis:// URLs`,
+    );
+  }
+  if (db !== undefined && db !== 0) {
+    throw new ConfigurationError(`${where}.db: Redis Cluster has only database 0, got ${db}`);
+  }
+  if (redisOptions !== undefined && (typeof redisOptions !== 'object' || redisOptions === null)) {
+    throw new ConfigurationError(`${where}.redisOptions must be an object of ioredis options`);
+  }
+  refuseKeyPrefix(rest, where);
+  refuseKeyPrefix(redisOptions ?? {}, `${where}.redisOptions`);
+  const nodes = cluster.map((n, j) => clusterNode(n, `${where}.cluster[${j}]`));
+
+  const node: RedisOptions = { ...(redisOptions as RedisOptions | undefined) };
+  for (const name of NODE_OPTIONS) {
+    if (rest[name] !== undefined) node[name] = rest[name] as never;
+    delete rest[name];
+  }
+  // What the URLs say must be one setting for the whole cluster, and match the explicit one.
+  const fromUrls = (what: string, pick: (u: URL) => string | undefined): string | undefined => {
+    const values = new Set(nodes.filter((n) => n.url).map((n) => pick(n.url!)));
+    if (values.size > 1) {
+      throw new ConfigurationError(`${where}.cluster: the URLs disagree on the ${what}`);
+    }
+    return [...values][0];
+  };
+  const urlUser = fromUrls('username', (u) => decodeURIComponent(u.username) || undefined);
+  const urlPassword = fromUrls('password', (u) => decodeURIComponent(u.password) || undefined);
+  const urlTls = fromUrls('scheme', (u) => u.protocol);
+  for (const [name, value] of [
+    ['username', urlUser],
+    ['password', urlPassword],
+  ] as const) {
+    if (value === undefined) continue;
+    if (node[name] !== undefined && node[name] !== value) {
+      throw new ConfigurationError(`${where}: ${name} in the URLs and in the entry disagree`);
+    }
+    node[name] = value;
+  }
+  if (urlTls === 'rediss:') node.tls ??= {};
+
+  return {
+    id: `cluster:${nodes.map((n) => `${n.host}:${n.port}`).join(',')}`,
+    startupNodes: nodes.map(({ host, port }) => ({ host, port })),
+    options: { ...(rest as ClusterOptions), redisOptions: node },
+  };
+}
+
 export function parseHost(entry: HostEntry, i: number): ShardSpec {
   const where = `hosts[${i}]`;
   if (typeof entry === 'string') {
@@ -72,6 +163,13 @@ export function parseHost(entry: HostEntry, i: number): ShardSpec {
   }
   if (entry === null || typeof entry !== 'object') {
     throw new ConfigurationError(`${where} must be a URL string or an object`);
+  }
+  if (isClusterHost(entry)) {
+    // A cluster is a shard set of its own (cluster-shards.ts), never one shard of several.
+    parseCluster(entry, where);
+    throw new ConfigurationError(
+      `${where}: a { cluster } entry must be the only entry of hosts, and the Pub/Sub layer does not run on a Redis Cluster yet`,
+    );
   }
   if ('sentinels' in entry) {
     const { sentinels, masterName, sentinelKwargs, db, ...rest } = entry as SentinelHost;
@@ -109,5 +207,7 @@ export function parseHost(entry: HostEntry, i: number): ShardSpec {
       options: rest as RedisOptions,
     };
   }
-  throw new ConfigurationError(`${where} needs "address" or "sentinels" + "masterName"`);
+  throw new ConfigurationError(
+    `${where} needs "address", "sentinels" + "masterName", or "cluster"`,
+  );
 }

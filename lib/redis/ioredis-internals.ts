@@ -176,4 +176,8 @@ export const ERROR_TEXT = {
   notWritable: "Stream isn't writeable",
   /** Flushed by `maxRetriesPerRequest` on a reconnect (MaxRetriesPerRequestError). */
   maxRetries: 'max retries per request',
+  /** Cluster: `enableOfflineQueue: false` and the cluster not ready. */
+  clusterNotReady: "Cluster isn't ready",
+  /** Cluster: MOVED/ASK/TRYAGAIN/CLUSTERDOWN followed `maxRedirections` times. */
+  clusterRedirections: 'Too many Cluster redirections',
 } as const;

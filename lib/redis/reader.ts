@@ -1,6 +1,7 @@
 /**
- * The core layer's reader loop: one per layer instance, one dedicated blocking connection per
- * shard, all shards listened to at once.
+ * The core layer's reader: one per layer instance, one loop per read target — each shard of the
+ * hosts (shard-set.ts), or each demanded slot of a Redis Cluster (cluster-shards.ts) — each with
+ * its own blocking connection, all listened to at once.
  *
  * What to read comes from the hooks' `demand()`: the queue keys that have waiting receivers in
  * this process, each with a budget (how many receivers wait on channels of that key). A message
@@ -10,9 +11,9 @@
  *
  * Each shard loop repeats: drain the demanded keys with `drain.lua` (non-blocking ZPOPMIN, up to
  * each budget, again while budgets remain and messages come), then block in `BZPOPMIN k1 … kn`
- * over them and the reader's own wake key (wake.ts). When a receiver starts waiting on a key that
- * a block in progress lacks, the shard's command connection adds a member to the wake key
- * (wake.lua), which ends the block; the loop drains and blocks again over the keys demanded
+ * over them and the loop's own wake key (wake.ts). When a receiver starts waiting on a key that
+ * a block in progress lacks, a command connection adds a member to the wake key (wake.lua),
+ * which ends the block; the loop drains and blocks again over the keys demanded
  * now — a new receiver never waits out the block timeout (channels_redis waits up to 5 s per
  * shard in turn). Unlike CLIENT UNBLOCK (`@dangerous`, refused to a least-privilege ACL user) a
  * wake needs no client id and is never lost to a race: one that arrives before the block stays
@@ -34,16 +35,16 @@
  * block (upstream #422, ioredis #1888), so a dead socket is noticed. No timer or socket survives
  * `stop()`.
  */
-import type { Redis } from 'ioredis';
+import type { Redis, RedisOptions } from 'ioredis';
 import { ConnectionError, errorMessage, RedisTooOld } from '../errors.ts';
-import { drainScript, restoreInflightScript } from './script-calls.ts';
-import type { Shard } from './shard.ts';
+import { drainScript } from './script-calls.ts';
 import { ERROR_TEXT } from './ioredis-internals.ts';
-import { wake } from './wake.ts';
 
 /** First wait before a foreign key (not a sorted set) is read again; doubles up to the max. */
 const FOREIGN_RECHECK_MS = 1000;
 const FOREIGN_RECHECK_MAX_MS = 60_000;
+/** How long a loop whose target retires when idle waits for demand before it ends. */
+const IDLE_RETIRE_MS = 30_000;
 
 export interface ReaderHooks {
   /** Queue keys with waiting receivers, each with how many messages it may give right now. */
@@ -61,22 +62,59 @@ export interface ReaderOptions {
   batch: number;
   /** TTL (ms) given to a queue that `$inflight` messages were restored into. */
   restoreTtlMs: number;
-  /** This reader's wake key (wake.ts `wakeKey`), part of every block. */
-  wakeKey: string;
 }
 
+/** Where one loop reads: a shard of the hosts, or a slot of a Redis Cluster. */
+export interface ReadTarget {
+  /** Passed to `deliver` as the message's place (a shard index, a slot). */
+  readonly index: number;
+  /** Names it in reports. */
+  readonly label: string;
+  /** The loop's wake key (wake.ts): on a cluster, in the slot of the keys it reads. */
+  readonly wakeKey: string;
+  /** Whether the loop reads `key` (undefined: every demanded key). */
+  readonly owns?: (key: string) => boolean;
+  /** Resolves once the target can be read (connected, version checked). */
+  ready(): Promise<void>;
+  /** A dedicated connection for blocking reads. */
+  connect(options: RedisOptions): Redis;
+  release(conn: Redis): void;
+  /** Writes the wake member (wake.lua) through a command connection. */
+  wake(): Promise<void>;
+  /**
+   * Puts back what a channels_redis receiver left in `key`'s `$inflight` backup (the loop's
+   * connection is given: it reaches `key`'s server).
+   */
+  restoreInflight(conn: Redis, key: string, ttlMs: number): Promise<unknown>;
+  retryDelay(attempt: number): number;
+  /** Calls `listener` when trying again now is worth it (back up, failover); returns the unsubscribe. */
+  onBack(listener: () => void): () => void;
+  /** A read failed with `err`: a cluster target refreshes its map of slots. */
+  failed?(err: unknown): void;
+  /** A loop without demand may close its connection and end (a cluster slot's loop). */
+  readonly retiresWhenIdle?: boolean;
+  /**
+   * Whether `conn` (from `connect`) may block (undefined: always); one that may not — a shared
+   * command connection — is read every `pollMs` instead.
+   */
+  readonly canBlock?: (conn: Redis) => boolean;
+  readonly pollMs?: number;
+  /** Its BZPOPMIN timeout, when shorter than the reader's (a cluster slot: see cluster-shards.ts). */
+  readonly blockSeconds?: number;
+}
+
+/** The targets a key is read from: every shard (hosts), or its slot's (cluster). */
+export type TargetsOf = (key: string) => readonly ReadTarget[];
+
 export class Reader {
-  private readonly loops: ShardLoop[];
+  private readonly loops = new Map<ReadTarget, ShardLoop>();
   private readonly abort = new AbortController();
-  private started = false;
 
   constructor(
-    shards: readonly Shard[],
+    private readonly targetsOf: TargetsOf,
     readonly hooks: ReaderHooks,
     readonly opts: ReaderOptions,
-  ) {
-    this.loops = shards.map((shard) => new ShardLoop(this, shard));
-  }
+  ) {}
 
   get stopped(): boolean {
     return this.abort.signal.aborted;
@@ -86,36 +124,43 @@ export class Reader {
     return this.abort.signal;
   }
 
-  /** Starts every shard loop (idempotent). */
-  start(): void {
-    if (this.started || this.stopped) return;
-    this.started = true;
-    for (const loop of this.loops) void loop.run();
-  }
-
   /**
-   * A receiver started waiting on `key` (starts the loops on first use). A block in progress
-   * that does not include the key is interrupted so the next one does; an idle loop wakes up.
+   * A receiver started waiting on `key` (starting its targets' loops on first use). A block in
+   * progress that does not include the key is interrupted so the next one does; an idle loop
+   * wakes up.
    */
   notice(key: string): void {
     if (this.stopped) return;
-    this.start();
-    for (const loop of this.loops) loop.notice(key);
+    for (const target of this.targetsOf(key)) {
+      let loop = this.loops.get(target);
+      if (loop === undefined || loop.retired) {
+        loop = new ShardLoop(this, target);
+        this.loops.set(target, loop);
+        void loop.run().finally(() => {
+          if (this.loops.get(target) === loop) this.loops.delete(target);
+        });
+      }
+      loop.notice(key);
+    }
   }
 
   /** Stops every loop and closes every blocking connection; pending commands reject at once. */
   stop(): void {
     if (this.stopped) return;
     this.abort.abort();
-    for (const loop of this.loops) loop.stop();
+    for (const loop of this.loops.values()) loop.stop();
   }
 
-  /** Keys worth reading now with their budgets (capped at `batch`). */
-  budgets(exclude: { has(key: string): boolean }): { keys: string[]; budgets: number[] } {
+  /** Keys of `target` worth reading now with their budgets (capped at `batch`). */
+  budgets(
+    target: ReadTarget,
+    exclude: { has(key: string): boolean },
+  ): { keys: string[]; budgets: number[] } {
     const keys: string[] = [];
     const budgets: number[] = [];
+    const { owns } = target;
     for (const [key, budget] of this.hooks.demand()) {
-      if (budget <= 0 || exclude.has(key)) continue;
+      if (budget <= 0 || exclude.has(key) || (owns !== undefined && !owns(key))) continue;
       keys.push(key);
       budgets.push(Math.min(budget, this.opts.batch));
     }
@@ -133,6 +178,8 @@ const CONNECTION_TROUBLE = new RegExp(
     ...Object.values(ERROR_TEXT).map((text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')),
     'ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN',
     '^LOADING|^READONLY|^MASTERDOWN',
+    // A cluster slot moved, is moving, or has no master for now (cluster-shards.ts).
+    '^MOVED|^ASK|^TRYAGAIN|^CLUSTERDOWN',
   ].join('|'),
 );
 
@@ -151,6 +198,8 @@ class ShardLoop {
   /** Ends a backoff early (stop only: a new receiver must not hurry reconnect attempts). */
   private endPause: (() => void) | undefined;
   private readonly restored = new Set<string>();
+  /** Ended for want of demand (ReadTarget.retiresWhenIdle): a new key needs a new loop. */
+  retired = false;
   /**
    * Keys on this shard found holding something other than a sorted set (not ours): not read
    * until their timer fires and they are tried again.
@@ -161,26 +210,30 @@ class ShardLoop {
 
   constructor(
     private readonly reader: Reader,
-    private readonly shard: Shard,
+    private readonly target: ReadTarget,
   ) {}
 
   async run(): Promise<void> {
-    const { reader, shard } = this;
+    const { reader, target } = this;
     let failures = 0;
     let lastReported: string | undefined;
     while (!reader.stopped) {
       try {
-        await shard.whenReady();
-        await shard.ensureVersion();
+        await target.ready();
         const conn = this.connection();
         await this.drain(conn);
         if (reader.stopped) break;
-        const { keys } = reader.budgets(this.foreign);
+        const { keys } = reader.budgets(target, this.foreign);
         if (keys.length === 0) {
-          await this.idle();
+          if (!(await this.idle())) break;
           continue;
         }
-        const { wakeKey, blockSeconds } = reader.opts;
+        if (target.canBlock?.(conn) === false) {
+          await this.wait(target.pollMs);
+          continue;
+        }
+        const { wakeKey } = target;
+        const blockSeconds = target.blockSeconds ?? reader.opts.blockSeconds;
         this.blocking = new Set(keys);
         // The wake key first: a pending wake ends the block at once, and the drain that follows
         // takes whatever the other keys hold.
@@ -194,25 +247,28 @@ class ShardLoop {
         lastReported = undefined;
       } catch (err) {
         this.blocking = undefined;
+        console.error(`[reader ${Date.now() % 100000}] ${target.label}: ${errorMessage(err)}`);
         if (reader.stopped) break;
         const message = errorMessage(err);
         // BZPOPMIN met a key turned foreign after the drain: the next drain finds, reports and
         // skips it. The connection is fine; the backoff only guards against a loop.
         const wrongType = /^WRONGTYPE/.test(message);
         if (!wrongType) this.dropConnection();
+        target.failed?.(err);
         if (err instanceof RedisTooOld) {
-          reader.hooks.report(err, `shard ${shard.index} reader stopped`);
+          reader.hooks.report(err, `${target.label} reader stopped`);
           return;
         }
         // Connection trouble is reported by the layer's 'disconnect' event; anything else
         // (a script error, say) is worth a word — once, not at every retry.
         if (!wrongType && !isConnectionError(err) && message !== lastReported) {
           lastReported = message;
-          reader.hooks.report(err, `reader on shard ${shard.index}`);
+          reader.hooks.report(err, `reader on ${target.label}`);
         }
-        await this.pause(shard.retryDelay(failures++));
+        await this.pause(target.retryDelay(failures++));
       }
     }
+    this.dropConnection();
   }
 
   /** A block in progress that lacks `key` is ended; an idle loop wakes. */
@@ -231,8 +287,8 @@ class ShardLoop {
   private connection(): Redis {
     // stop() may have come while the loop awaited: never open a connection after it.
     if (this.reader.stopped) throw new Error('Connection is closed.');
-    this.conn ??= this.shard.connect('blocking', {
-      commandTimeout: this.reader.opts.blockSeconds * 1000 + 5000,
+    this.conn ??= this.target.connect({
+      commandTimeout: (this.target.blockSeconds ?? this.reader.opts.blockSeconds) * 1000 + 5000,
       enableAutoPipelining: false,
       retryStrategy: () => null,
       lazyConnect: false,
@@ -243,7 +299,7 @@ class ShardLoop {
   private dropConnection(): void {
     const conn = this.conn;
     this.conn = undefined;
-    if (conn) this.shard.release(conn);
+    if (conn) this.target.release(conn);
   }
 
   /** Pops everything available (within budgets) before blocking again. */
@@ -251,7 +307,7 @@ class ShardLoop {
     const { reader } = this;
     for (;;) {
       if (reader.stopped) return;
-      const { keys, budgets } = reader.budgets(this.foreign);
+      const { keys, budgets } = reader.budgets(this.target, this.foreign);
       if (keys.length === 0) return;
       await this.restoreInflight(conn, keys);
       let more = false;
@@ -260,10 +316,11 @@ class ShardLoop {
           this.setForeign(keys[entry.index]!, entry.type);
           continue;
         }
-        const { index, pairs } = entry;
+        const { index, popped } = entry;
         const key = keys[index]!;
-        for (let i = 0; i + 1 < pairs.length; i += 2) this.deliver(key, pairs[i]!, pairs[i + 1]!);
-        if (pairs.length / 2 >= budgets[index]!) more = true;
+        for (let i = 1; i + 1 < popped.length; i += 2)
+          this.deliver(key, popped[i]!, popped[i + 1]!);
+        if ((popped.length - 1) / 2 >= budgets[index]!) more = true;
       }
       // Keys looked at again that read fine are queues again: a later trouble starts afresh.
       if (this.recheckDelay.size > 0) {
@@ -280,14 +337,14 @@ class ShardLoop {
   private async restoreInflight(conn: Redis, keys: string[]): Promise<void> {
     for (const key of keys) {
       if (this.restored.has(key) || key.endsWith('!')) continue;
-      await restoreInflightScript(conn, key, this.reader.opts.restoreTtlMs);
+      await this.target.restoreInflight(conn, key, this.reader.opts.restoreTtlMs);
       this.restored.add(key);
     }
   }
 
   private deliver(key: string, member: Buffer, score: Buffer | string): void {
     if (this.reader.stopped) return;
-    this.reader.hooks.deliver(key, member, Number.parseFloat(score.toString()), this.shard.index);
+    this.reader.hooks.deliver(key, member, Number.parseFloat(score.toString()), this.target.index);
   }
 
   /**
@@ -302,7 +359,7 @@ class ShardLoop {
     }
     if (this.woken === target) return;
     this.woken = target;
-    wake(this.shard.client, this.reader.opts.wakeKey).catch(() => {
+    this.target.wake().catch(() => {
       // The command connection is down; the blocking one will notice too (or its block ends).
       if (this.woken === target) this.woken = undefined;
     });
@@ -320,39 +377,58 @@ class ShardLoop {
     this.foreign.set(key, timer);
     this.reader.hooks.report(
       new Error(
-        `${key} on shard ${this.shard.index} is a ${type}, not a channel queue; not reading it (looking again in ${delay / 1000} s)`,
+        `${key} on ${this.target.label} is a ${type}, not a channel queue; not reading it (looking again in ${delay / 1000} s)`,
       ),
       'reader',
     );
   }
 
-  private idle(): Promise<void> {
+  /**
+   * Waits for demand; resolves false when the loop should end instead: its target retires
+   * when idle (a cluster slot nobody reads any more) and nothing came for IDLE_RETIRE_MS.
+   */
+  private idle(): Promise<boolean> {
+    if (!this.target.retiresWhenIdle) return this.wait(undefined);
+    // Marked in the timer itself: a notice() from then on starts a new loop, never this one.
+    return this.wait(IDLE_RETIRE_MS, () => {
+      this.retired = true;
+    });
+  }
+
+  /** Resolves true when nudged, false after `ms` (never, without), calling `onTimeout` first. */
+  private wait(ms: number | undefined, onTimeout?: () => void): Promise<boolean> {
     return new Promise((resolve) => {
+      const timer =
+        ms === undefined
+          ? undefined
+          : setTimeout(() => {
+              this.wakeIdle = undefined;
+              onTimeout?.();
+              resolve(false);
+            }, ms);
       this.wakeIdle = () => {
+        clearTimeout(timer);
         this.wakeIdle = undefined;
-        resolve();
+        resolve(true);
       };
     });
   }
 
   /**
-   * Waits `ms`, or less if the shard's command connection comes back up, Sentinel announces a
-   * new master for it (failover), or the reader stops.
+   * Waits `ms`, or less if the target says trying again is worth it now (the shard's command
+   * connection is back, Sentinel announced a new master), or the reader stops.
    */
   private async pause(ms: number): Promise<void> {
     if (this.reader.stopped) return;
     let timer: NodeJS.Timeout | undefined;
-    let onUp: (() => void) | undefined;
+    let unsubscribe: (() => void) | undefined;
     await new Promise<void>((resolve) => {
       timer = setTimeout(resolve, ms);
-      onUp = resolve;
-      this.shard.on('up', onUp);
-      this.shard.on('switch', onUp);
+      unsubscribe = this.target.onBack(resolve);
       this.endPause = resolve;
     });
     clearTimeout(timer);
-    this.shard.off('up', onUp!);
-    this.shard.off('switch', onUp!);
+    unsubscribe?.();
     this.endPause = undefined;
   }
 }

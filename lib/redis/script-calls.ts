@@ -188,11 +188,11 @@ export const DRAIN = script({
 });
 
 /**
- * What one key of a drain gave: `index` is its place in the keys given, `pairs` its popped
- * members, lowest score first, as member, score, member, score, …; or the type of a key that is
- * not a sorted set (skipped).
+ * What one key of a drain gave: `index` is its place in the keys given; `popped` holds its
+ * members, lowest score first, as member, score, member, score, … from position 1 on (the
+ * reply's own array, not copied); or the type of a key that is not a sorted set (skipped).
  */
-export type DrainEntry = { index: number; pairs: Buffer[] } | { index: number; type: string };
+export type DrainEntry = { index: number; popped: Buffer[] } | { index: number; type: string };
 
 /** Pops at most `counts[i]` members from each `queues[i]`; keys that gave nothing are left out. */
 export function drainScript(
@@ -202,9 +202,12 @@ export function drainScript(
 ): Promise<DrainEntry[]> {
   const items = queues.map((queue, i) => ({ queue, count: counts[i]! }));
   return runScript(client, DRAIN, {}, items).then((reply) =>
-    (reply as Array<[number, ...Buffer[]]>).map(([i, ...rest]) =>
-      i < 0 ? { index: -i - 1, type: String(rest[0]) } : { index: i - 1, pairs: rest },
-    ),
+    (reply as Array<[number, ...Buffer[]]>).map((entry) => {
+      const i = entry[0];
+      return i < 0
+        ? { index: -i - 1, type: String(entry[1]) }
+        : { index: i - 1, popped: entry as unknown as Buffer[] };
+    }),
   );
 }
 

@@ -100,6 +100,9 @@ export function defineScripts(client: Redis, specs: readonly ScriptSpec[]): void
 
 type ScriptFn = (numKeys: number, ...args: ScriptArg[]) => Promise<unknown>;
 
+/** Per spec: its command's name and the method that calls it (no strings built per call). */
+const methods = new WeakMap<ScriptSpec, { command: string; method: string }>();
+
 /** Runs `spec`'s script (see scriptArgs); its reply, undecoded. */
 export function runScript<F extends string, I extends string>(
   client: Redis,
@@ -107,9 +110,13 @@ export function runScript<F extends string, I extends string>(
   fixed: Readonly<Record<F, ScriptArg>>,
   items: ReadonlyArray<Readonly<Record<I, ScriptArg>>> = [],
 ): Promise<unknown> {
+  let names = methods.get(spec);
+  if (names === undefined) {
+    const command = scriptCommand(spec);
+    names = { command, method: spec.buffers ? `${command}Buffer` : command };
+    methods.set(spec, names);
+  }
   const commands = client as unknown as Record<string, ScriptFn | undefined>;
-  const command = scriptCommand(spec);
-  if (commands[command] === undefined) defineScripts(client, [spec]);
-  const fn = commands[spec.buffers ? `${command}Buffer` : command]!;
-  return fn.apply(client, scriptArgs(spec, fixed, items));
+  if (commands[names.command] === undefined) defineScripts(client, [spec]);
+  return commands[names.method]!.apply(client, scriptArgs(spec, fixed, items));
 }

@@ -20,15 +20,10 @@ import { EventEmitter } from 'node:events';
 import { Redis, type RedisOptions } from 'ioredis';
 import { AuthenticationError, ConnectionError, errorMessage, RedisTooOld } from '../errors.ts';
 import { deadline } from '../deadline.ts';
+import { explainFailure } from './failures.ts';
 import { serverHello, useHelloReadyCheck } from './hello.ts';
 import type { ShardSpec } from './hosts.ts';
-import {
-  askSentinelsFirst,
-  ERROR_TEXT,
-  flushQueued,
-  reconnectNow,
-  socketOf,
-} from './ioredis-internals.ts';
+import { askSentinelsFirst, flushQueued, reconnectNow, socketOf } from './ioredis-internals.ts';
 import { SCRIPTS } from './script-calls.ts';
 import { defineScripts } from './scripts.ts';
 import { SentinelWatch, type MasterAddress, type MasterSwitch } from './sentinel-watch.ts';
@@ -229,35 +224,17 @@ export class Shard extends EventEmitter {
   }
 
   /**
-   * A command-connection failure as an error that names this shard and says what is known:
-   * a timeout, a command lost in flight (it may or may not have run), no connection. Other
-   * errors (Redis replies) pass through.
+   * A command-connection failure as an error that names this shard and says what is known
+   * (failures.ts `explainFailure`).
    */
   explain(err: unknown, command = 'the command'): unknown {
-    if (err instanceof ConnectionError) return err;
-    const message = errorMessage(err);
-    const lost = (what: string): ConnectionError =>
-      new ConnectionError(`${this.where} ${what}`, this.index, { cause: err });
-    if (message === ERROR_TEXT.commandTimeout) {
-      return lost(`did not answer within ${this.opts.commandTimeoutMs} ms`);
-    }
-    if (
-      message.includes(ERROR_TEXT.maxRetries) ||
-      message.startsWith(ERROR_TEXT.connectionClosed)
-    ) {
-      return lost(
-        `lost its connection while ${command} was in flight (it may or may not have run)`,
-      );
-    }
-    if (message.includes(ERROR_TEXT.notWritable)) {
-      return this.unreachable('not connected');
-    }
-    if (message.startsWith('READONLY')) {
-      // A replica refuses the first write, so nothing was written; the connection is being
-      // dropped to find the master again (reconnectOnError).
-      return lost('is a replica now (READONLY: a failover is under way); nothing was written');
-    }
-    return err;
+    return explainFailure(err, {
+      where: this.where,
+      index: this.index,
+      commandTimeoutMs: this.opts.commandTimeoutMs,
+      command,
+      unreachable: (detail) => this.unreachable(detail),
+    });
   }
 
   private get where(): string {

@@ -596,6 +596,14 @@ async function launch(
   }
 }
 
+/**
+ * One redis-server on a fresh free port, with `extra(port, dir)` appended to the standard
+ * arguments (loopback, no persistence): for topologies built in other harness modules.
+ */
+export function launchServer(extra: (port: number, dir: string) => string[]): Promise<RedisServer> {
+  return launch('redis-server', (port, dir) => serverArgs(port, extra(port, dir)));
+}
+
 function serverArgs(port: number, extra: string[]): string[] {
   return ['--port', String(port), '--bind', LOOPBACK, '--save', '', '--appendonly', 'no', ...extra];
 }
@@ -612,7 +620,7 @@ async function startAll(starters: (() => Promise<Instance>)[]): Promise<Instance
   return ok;
 }
 
-async function stopAll(servers: RedisServer[]): Promise<void> {
+export async function stopAll(servers: RedisServer[]): Promise<void> {
   await Promise.all(servers.map((s) => s.stop()));
 }
 
