@@ -25,7 +25,13 @@ export {
   RedisTooOld,
   NotAGroup,
 } from './errors.ts';
-export type { CounterName, LayerEvents, LayerStats, MasterChange } from './layers/base.ts';
+export type {
+  CounterName,
+  LayerEvents,
+  LayerObserver,
+  LayerStats,
+  MasterChange,
+} from './layers/base.ts';
 export { InMemoryChannelLayer, type InMemoryOptions } from './layers/in-memory.ts';
 export { RedisChannelLayer, type RedisLayerOptions } from './layers/redis.ts';
 export { RedisPubSubChannelLayer, type RedisPubSubOptions } from './layers/redis-pubsub.ts';

@@ -128,6 +128,8 @@ describe('startCluster: 3 masters × 1 replica', () => {
     // cluster-node-timeout 1000: failure detection alone takes ≥ 1 s; an election follows.
     assert.ok(promotion.ms >= 1000 && promotion.ms < 10_000, `promoted in ${promotion.ms} ms`);
     await cluster.settled();
+    // Asked again long after the promotion (the killed node has no slots by now): same answer.
+    assert.equal((await cluster.promotedWithin(victim)).node, replica);
     assert.equal(await cluster.ownerOf(slotOf(key)), replica);
     assert.equal(await getAt(replica, key), 'kept');
     assert.equal((await cluster.view()).find((v) => v.id === victim.id)?.failed, true);

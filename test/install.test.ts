@@ -3,11 +3,12 @@
  * a git URL (npm runs `prepare`, which builds dist/) and a local folder. Each dependent project
  * imports it as ESM, requires it from CommonJS (Node ≥ 20.19 loads ES modules through require)
  * and type-checks against its .d.ts with `skipLibCheck: false`, so every type the declarations
- * name must ship with the package.
+ * name must ship with the package. Without the optional peer @opentelemetry/api, `chanlayer`
+ * works and only `chanlayer/otel` fails to load; the `chanlayer` command is installed and runs.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, lstatSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -65,6 +66,26 @@ function checkDependent(dir: string): void {
     { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] },
   );
   assert.equal(cjs.trim(), 'function');
+
+  // @opentelemetry/api is an optional peer: not installed here, and only chanlayer/otel needs it.
+  // (A local folder is installed as a link: it resolves from the checkout's node_modules.)
+  assert.ok(!existsSync(join(dir, 'node_modules', '@opentelemetry', 'api')));
+  if (!lstatSync(join(dir, 'node_modules', 'chanlayer')).isSymbolicLink()) {
+    const otel = spawnSync(
+      process.execPath,
+      ['--input-type=module', '-e', `await import('chanlayer/otel')`],
+      { cwd: dir, encoding: 'utf8' },
+    );
+    assert.notEqual(otel.status, 0);
+    assert.match(otel.stderr, /Cannot find package '@opentelemetry\/api'/);
+  }
+
+  // The command, installed as npm installs a bin (executable, on node_modules/.bin).
+  const help = execFileSync(join(dir, 'node_modules', '.bin', 'chanlayer'), ['--help'], {
+    cwd: dir,
+    encoding: 'utf8',
+  });
+  assert.match(help, /^usage: chanlayer <inspect\|top>/);
 
   writeFileSync(
     join(dir, 'tsconfig.json'),

@@ -50,7 +50,7 @@ test(
 );
 
 test(
-  'dependencies are exactly what the built package imports, and the types its .d.ts need',
+  'dependencies (and the optional peer, only in chanlayer/otel) are exactly what the built package imports, and the types its .d.ts need',
   { skip: !existsSync(join(root, 'dist/index.js')) && 'run npm run build first' },
   () => {
     const needed = new Set<string>();
@@ -75,13 +75,21 @@ test(
           if (spec!.startsWith('node:')) continue;
           const name = packageOf(spec!);
           needed.add(declaration ? typesOf(name) : name);
+          if (pkg.peerDependencies[name] !== undefined) peerUsers.add(entry.name);
         }
       }
     };
-    walk(join(root, 'dist'));
     const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
       dependencies: Record<string, string>;
+      peerDependencies: Record<string, string>;
     };
-    assert.deepEqual([...needed].sort(), Object.keys(pkg.dependencies).sort());
+    /** Built files importing an (optional) peer dependency: only the subpath export may. */
+    const peerUsers = new Set<string>();
+    walk(join(root, 'dist'));
+    assert.deepEqual(
+      [...needed].sort(),
+      [...Object.keys(pkg.dependencies), ...Object.keys(pkg.peerDependencies)].sort(),
+    );
+    assert.deepEqual([...peerUsers].sort(), ['otel.d.ts', 'otel.js']);
   },
 );

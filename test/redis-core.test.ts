@@ -781,498 +781,534 @@ describe('RedisChannelLayer: wire-protocol layout, read back from Redis', () => 
 
 // ---------------------------------------------------------------------------------------------
 
-describe('RedisChannelLayer: semantics', () => {
-  it('fractional expiry: keys get a PEXPIRE of expiry, old messages are trimmed on send and dropped on pop', async () => {
-    const prefix = freshPrefix();
-    // Fractional, and long enough for a send, its pop and the age check at delivery on a loaded
-    // machine: with 0.1 s a message could expire before it was delivered, and its receive waited
-    // forever (seen: the test timed out in a full run, and in 1 of ~40 runs under load).
-    const layer = makeLayer({ hosts: three.urls, prefix, expiry: 1.5 });
-    const shortKey = `${prefix}short`;
-    const client = raw(three.urls[layer.shardOf('short')]!);
-    // Older than expiry by its score (no sleep): the next send trims it.
-    await client.zadd(shortKey, Date.now() / 1000 - 2, framed({ type: 'old', seq: 0 }));
-    await layer.send('short', { type: 'new', seq: 1 });
-    const ttl = await client.pttl(shortKey);
-    assert.ok(ttl > 0 && ttl <= 1500, `pttl ${ttl}`);
-    assert.equal(await client.zcard(shortKey), 1);
-    assert.deepEqual(await layer.receive('short'), { type: 'new', seq: 1 });
+/** The servers the semantics suite runs on: 1 and 3 hosts as named, or a cluster for both. */
+interface SemanticsTarget {
+  name: string;
+  one(): HostEntry[];
+  three(): HostEntry[];
+  /** A client for looking at what is on shard `index` of three, or the one host (a cluster: routed by key). */
+  client(index: number | typeof ONE): Redis;
+}
 
-    // A message already older than expiry when popped is dropped and counted.
-    const specific = await layer.newChannel();
-    const key = prefix + specific.slice(0, specific.indexOf('!') + 1);
-    const shardClient = raw(three.urls[layer.shardOf(specific)]!);
-    // (Added after our send, which would have trimmed it.)
-    await layer.send(specific, { type: 'fresh', seq: 2 });
-    await shardClient.zadd(
-      key,
-      Date.now() / 1000 - 2,
-      framed({ type: 'stale', __asgi_channel__: specific }),
-    );
-    assert.deepEqual(await layer.receive(specific), { type: 'fresh', seq: 2 });
-    assert.equal(layer.stats().expired, 1);
-  });
+/** `client(ONE)`: the server of `one()`. */
+const ONE = Symbol('one host');
 
-  it('local buffers expire (counted) and are bounded by capacity, dropping the oldest (counted)', async () => {
-    const prefix = freshPrefix();
-    const layer = makeLayer({ hosts: three.urls, prefix, expiry: 0.2, capacity: 5 });
-    const quiet = await layer.newChannel();
-    const busy = await layer.newChannel();
-    const key = prefix + quiet.slice(0, quiet.indexOf('!') + 1);
-    const client = raw(three.urls[layer.shardOf(quiet)]!);
-    // Start the reader with a receive on another channel of the same queue.
-    const waiting = layer.receive(busy);
-    await layer.send(quiet, { type: 'm', seq: 0 });
-    await waitFor(async () => (await client.zcard(key)) === 0, {
-      what: 'the reader to take the message',
+const semanticsTargets: SemanticsTarget[] = [
+  {
+    name: 'hosts',
+    one: () => one.urls,
+    three: () => three.urls,
+    client: (index) => raw(index === ONE ? one.urls[0]! : three.urls[index]!),
+  },
+  {
+    name: 'a Redis Cluster',
+    one: () => [{ cluster: cluster.startupNodes() }],
+    three: () => [{ cluster: cluster.startupNodes() }],
+    client: () => rawCluster() as unknown as Redis,
+  },
+];
+
+for (const T of semanticsTargets)
+  describe(`RedisChannelLayer: semantics on ${T.name}`, () => {
+    it('fractional expiry: keys get a PEXPIRE of expiry, old messages are trimmed on send and dropped on pop', async () => {
+      const prefix = freshPrefix();
+      // Fractional, and long enough for a send, its pop and the age check at delivery on a loaded
+      // machine: with 0.1 s a message could expire before it was delivered, and its receive waited
+      // forever (seen: the test timed out in a full run, and in 1 of ~40 runs under load).
+      const layer = makeLayer({ hosts: T.three(), prefix, expiry: 1.5 });
+      const shortKey = `${prefix}short`;
+      const client = T.client(layer.shardOf('short'));
+      // Older than expiry by its score (no sleep): the next send trims it.
+      await client.zadd(shortKey, Date.now() / 1000 - 2, framed({ type: 'old', seq: 0 }));
+      await layer.send('short', { type: 'new', seq: 1 });
+      const ttl = await client.pttl(shortKey);
+      assert.ok(ttl > 0 && ttl <= 1500, `pttl ${ttl}`);
+      assert.equal(await client.zcard(shortKey), 1);
+      assert.deepEqual(await layer.receive('short'), { type: 'new', seq: 1 });
+
+      // A message already older than expiry when popped is dropped and counted.
+      const specific = await layer.newChannel();
+      const key = prefix + specific.slice(0, specific.indexOf('!') + 1);
+      const shardClient = T.client(layer.shardOf(specific));
+      // (Added after our send, which would have trimmed it.)
+      await layer.send(specific, { type: 'fresh', seq: 2 });
+      await shardClient.zadd(
+        key,
+        Date.now() / 1000 - 2,
+        framed({ type: 'stale', __asgi_channel__: specific }),
+      );
+      assert.deepEqual(await layer.receive(specific), { type: 'fresh', seq: 2 });
+      assert.equal(layer.stats().expired, 1);
     });
-    await waitFor(() => layer.stats().expired === 1, { what: 'the buffered message to expire' });
 
-    const layer2 = makeLayer({ hosts: three.urls, prefix, capacity: 5 });
-    const ch = await layer2.newChannel();
-    const key2 = prefix + ch.slice(0, ch.indexOf('!') + 1);
-    const client2 = raw(three.urls[layer2.shardOf(ch)]!);
-    const other = layer2.receive(await layer2.newChannel());
-    for (let round = 0; round < 2; round++) {
-      for (let i = 0; i < 5; i++) await layer2.send(ch, { type: 'm', seq: round * 5 + i });
-      await waitFor(async () => (await client2.zcard(key2)) === 0, {
-        what: 'the reader to buffer the batch',
+    it('local buffers expire (counted) and are bounded by capacity, dropping the oldest (counted)', async () => {
+      const prefix = freshPrefix();
+      const layer = makeLayer({ hosts: T.three(), prefix, expiry: 0.2, capacity: 5 });
+      const quiet = await layer.newChannel();
+      const busy = await layer.newChannel();
+      const key = prefix + quiet.slice(0, quiet.indexOf('!') + 1);
+      const client = T.client(layer.shardOf(quiet));
+      // Start the reader with a receive on another channel of the same queue.
+      const waiting = layer.receive(busy);
+      await layer.send(quiet, { type: 'm', seq: 0 });
+      await waitFor(async () => (await client.zcard(key)) === 0, {
+        what: 'the reader to take the message',
       });
-    }
-    // The queue is empty once Redis ran the pop; the reply reaches the layer a moment later.
-    await waitFor(() => (layer2.stats().localDropped ?? 0) >= 5, {
-      what: 'the oldest 5 to be dropped',
+      await waitFor(() => layer.stats().expired === 1, { what: 'the buffered message to expire' });
+
+      const layer2 = makeLayer({ hosts: T.three(), prefix, capacity: 5 });
+      const ch = await layer2.newChannel();
+      const key2 = prefix + ch.slice(0, ch.indexOf('!') + 1);
+      const client2 = T.client(layer2.shardOf(ch));
+      const other = layer2.receive(await layer2.newChannel());
+      for (let round = 0; round < 2; round++) {
+        for (let i = 0; i < 5; i++) await layer2.send(ch, { type: 'm', seq: round * 5 + i });
+        await waitFor(async () => (await client2.zcard(key2)) === 0, {
+          what: 'the reader to buffer the batch',
+        });
+      }
+      // The queue is empty once Redis ran the pop; the reply reaches the layer a moment later.
+      await waitFor(() => (layer2.stats().localDropped ?? 0) >= 5, {
+        what: 'the oldest 5 to be dropped',
+      });
+      assert.equal(layer2.stats().localDropped, 5);
+      for (let seq = 5; seq < 10; seq++) assert.equal(((await layer2.receive(ch)) as Seq).seq, seq);
+      await layer.send(busy, { type: 'end', seq: 0 });
+      await waiting;
+      await layer2.close();
+      await assert.rejects(other, LayerClosed);
     });
-    assert.equal(layer2.stats().localDropped, 5);
-    for (let seq = 5; seq < 10; seq++) assert.equal(((await layer2.receive(ch)) as Seq).seq, seq);
-    await layer.send(busy, { type: 'end', seq: 0 });
-    await waiting;
-    await layer2.close();
-    await assert.rejects(other, LayerClosed);
-  });
 
-  it('fractional groupExpiry: a membership older than groupExpiry gets nothing', async () => {
-    const prefix = freshPrefix();
-    // 1.5 s, not 0.1: the fresh add below must still count when its groupSend runs (as in the
-    // expiry test above, a loaded machine can take longer than 0.1 s between the two).
-    const layer = makeLayer({ hosts: three.urls, prefix, groupExpiry: 1.5 });
-    const ch = await layer.newChannel();
-    await layer.groupAdd('brief', ch);
-    const groupKey = `${prefix}:group:brief`;
-    const groupClient = raw(three.urls[layer.shardOf('brief', { group: true })]!);
-    const ttl = await groupClient.pttl(groupKey);
-    assert.ok(ttl > 0 && ttl <= 1500, `group pttl ${ttl}`);
-    // The membership made older than groupExpiry by its score (no sleep).
-    await groupClient.zadd(groupKey, Date.now() / 1000 - 2, ch);
-    await layer.groupSend('brief', { type: 'late' });
-    assert.equal(await receiveOrNothing(layer, ch, 200), undefined);
-    // A fresh add works again.
-    await layer.groupAdd('brief', ch);
-    await layer.groupSend('brief', { type: 'on-time' });
-    assert.deepEqual(await layer.receive(ch), { type: 'on-time' });
-  });
-
-  it('capacity is exact under 50 concurrent senders (never over)', async () => {
-    const prefix = freshPrefix();
-    const senders = Array.from({ length: 50 }, () =>
-      makeLayer({ hosts: three.urls, prefix, channelCapacity: { contended: 10 } }),
-    );
-    const results = await Promise.allSettled(
-      senders.flatMap((s, i) =>
-        Array.from({ length: 5 }, (_, j) => s.send('contended', { type: 'm', seq: i * 5 + j })),
-      ),
-    );
-    const ok = results.filter((r) => r.status === 'fulfilled').length;
-    const full = results.filter(
-      (r) => r.status === 'rejected' && r.reason instanceof ChannelFull,
-    ).length;
-    assert.equal(ok, 10);
-    assert.equal(full, 240);
-    assert.equal(
-      senders.reduce((sum, s) => sum + s.stats().capacityRejected!, 0),
-      240,
-    );
-    const shard = senders[0]!.shardOf('contended');
-    assert.equal(await raw(three.urls[shard]!).zcard(`${prefix}contended`), 10);
-  });
-
-  it('sends of one tick end as if made one by one: capacity per message and channel, in order, across keys', async () => {
-    const prefix = freshPrefix();
-    const receiver = makeLayer({ hosts: one.urls, prefix });
-    const sender = makeLayer({
-      hosts: one.urls,
-      prefix,
-      capacity: 2,
-      channelCapacity: { '*!big-*': 4 },
+    it('fractional groupExpiry: a membership older than groupExpiry gets nothing', async () => {
+      const prefix = freshPrefix();
+      // 1.5 s, not 0.1: the fresh add below must still count when its groupSend runs (as in the
+      // expiry test above, a loaded machine can take longer than 0.1 s between the two).
+      const layer = makeLayer({ hosts: T.three(), prefix, groupExpiry: 1.5 });
+      const ch = await layer.newChannel();
+      await layer.groupAdd('brief', ch);
+      const groupKey = `${prefix}:group:brief`;
+      const groupClient = T.client(layer.shardOf('brief', { group: true }));
+      const ttl = await groupClient.pttl(groupKey);
+      assert.ok(ttl > 0 && ttl <= 1500, `group pttl ${ttl}`);
+      // The membership made older than groupExpiry by its score (no sleep).
+      await groupClient.zadd(groupKey, Date.now() / 1000 - 2, ch);
+      await layer.groupSend('brief', { type: 'late' });
+      assert.equal(await receiveOrNothing(layer, ch, 200), undefined);
+      // A fresh add works again.
+      await layer.groupAdd('brief', ch);
+      await layer.groupSend('brief', { type: 'on-time' });
+      assert.deepEqual(await layer.receive(ch), { type: 'on-time' });
     });
-    // Two channels of one `…!` queue with different capacities, and a normal channel.
-    const queue = (await receiver.newChannel()).replace(/!.*/, '!');
-    const small = `${queue}small`;
-    const big = `${queue}big-1`;
-    const plan = [small, big, 'other', small, big, 'other', small, big, 'other'];
-    const results = await Promise.allSettled(
-      plan.map((channel, seq) => sender.send(channel, { type: 'm', seq })),
-    );
-    const outcome = results.map((r) =>
-      r.status === 'fulfilled' ? 'ok' : r.reason instanceof ChannelFull ? 'full' : r.reason,
-    );
-    // The shared queue: small0, big1 ok; small3 finds 2 ≥ 2; big4 ok; small6 finds 3 ≥ 2; big7
-    // finds 3 < 4. 'other' (capacity 2): 2 and 5 ok, 8 full.
-    assert.deepEqual(outcome, ['ok', 'ok', 'ok', 'full', 'ok', 'ok', 'full', 'ok', 'full']);
-    assert.equal(sender.stats().capacityRejected, 3);
-    const client = raw(one.urls[0]!);
-    const ttl = await client.pttl(`${prefix}${queue}`);
-    assert.ok(ttl > 0 && ttl <= 60_000, `pttl ${ttl}`);
-    assert.deepEqual(await receiver.receive(small), { type: 'm', seq: 0 });
-    assert.deepEqual(await receiver.receive(big), { type: 'm', seq: 1 });
-    assert.deepEqual(await receiver.receive(big), { type: 'm', seq: 4 });
-    assert.deepEqual(await receiver.receive(big), { type: 'm', seq: 7 });
-    assert.deepEqual(await receiver.receive('other'), { type: 'm', seq: 2 });
-    assert.deepEqual(await receiver.receive('other'), { type: 'm', seq: 5 });
-  });
 
-  it('an unreadable payload is skipped, counted and logged (naming the key, not the secret); the next is delivered', async () => {
-    const prefix = freshPrefix();
-    const warnings: string[] = [];
-    const layer = makeLayer({
-      hosts: three.urls,
-      prefix,
-      symmetricEncryptionKeys: ['the-right-key'],
-      logger: { warn: (m) => warnings.push(m) },
-    });
-    const ch = await layer.newChannel();
-    const nonLocal = ch.slice(0, ch.indexOf('!') + 1);
-    const client = raw(three.urls[layer.shardOf(ch)]!);
-    // Corrupt bytes, then a message encrypted with another key, then a good one.
-    await client.zadd(
-      prefix + nonLocal,
-      Date.now() / 1000,
-      Buffer.concat([randomBytes(12), Buffer.from([0xc1, 0xff])]),
-    );
-    const stranger = makeLayer({
-      hosts: three.urls,
-      prefix,
-      symmetricEncryptionKeys: ['a-wrong-key'],
-    });
-    await stranger.send(ch, { type: 'foreign' });
-    await layer.send(ch, { type: 'good' });
-    assert.deepEqual(await layer.receive(ch), { type: 'good' });
-    assert.equal(layer.stats().unreadable, 2);
-    assert.equal(warnings.length, 2);
-    for (const w of warnings) {
-      assert.ok(w.includes(prefix + nonLocal), w);
-      assert.ok(!w.includes('the-right-key') && !w.includes('a-wrong-key'), w);
-    }
-    // Plain (unencrypted) layer: a garbage member on a normal channel.
-    const plain = makeLayer({ hosts: three.urls, prefix, logger: { warn: () => {} } });
-    await raw(three.urls[plain.shardOf('garbled')]!).zadd(
-      `${prefix}garbled`,
-      Date.now() / 1000,
-      Buffer.from('short'),
-    );
-    await plain.send('garbled', { type: 'fine' });
-    assert.deepEqual(await plain.receive('garbled'), { type: 'fine' });
-    assert.deepEqual(
-      await plain.receive('garbled', { signal: AbortSignal.timeout(100) }).catch((e) => e.name),
-      'TimeoutError',
-    );
-    assert.equal(plain.stats().unreadable, 1);
-  });
-
-  it('a message without __asgi_channel__ in a process queue is counted unreadable and logged, not buffered under the bare name', async () => {
-    const prefix = freshPrefix();
-    const warnings: string[] = [];
-    const layer = makeLayer({ hosts: one.urls, prefix, logger: { warn: (m) => warnings.push(m) } });
-    const ch = await layer.newChannel();
-    const bare = ch.slice(0, ch.indexOf('!') + 1);
-    await raw(one.urls[0]!).zadd(prefix + bare, Date.now() / 1000, framed({ type: 'stray' }));
-    await layer.send(ch, { type: 'good' });
-    assert.deepEqual(await layer.receive(ch), { type: 'good' });
-    assert.equal(layer.stats().unreadable, 1);
-    assert.equal(warnings.length, 1);
-    assert.ok(warnings[0]!.includes(prefix + bare) && warnings[0]!.includes('__asgi_channel__'));
-    assert.equal(await receiveOrNothing(layer, bare, 200), undefined);
-  });
-
-  it("a deleted channel's messages stop holding its process queue's capacity: removed at delete, dropped when popped, counted", async () => {
-    const prefix = freshPrefix();
-    const layer = makeLayer({ hosts: three.urls, prefix, capacity: 100 });
-    const newChannels = () => Promise.all(Array.from({ length: 50 }, () => layer.newChannel()));
-    const first = await layer.newChannel();
-    const key = prefix + first.slice(0, first.indexOf('!') + 1); // every channel's queue
-    const client = raw(three.urls[layer.shardOf(first)]!);
-    // 50 channels get 2 messages each that nobody receives (their consumers went away first):
-    // the process queue is at capacity, and nobody in the process waits on it.
-    const gone = await newChannels();
-    for (const ch of gone) for (const seq of [0, 1]) await layer.send(ch, { type: 'm', seq });
-    assert.equal(await client.zcard(key), 100);
-    assert.ok((await rejection(layer.send(first, { type: 'm', seq: 0 }))) instanceof ChannelFull);
-    await Promise.all(gone.map((ch) => layer.deleteChannel(ch)));
-    assert.equal(await client.zcard(key), 0);
-    assert.equal(layer.stats().deletedDropped, 100);
-    // The next 50 channels of the process: every send is accepted and received.
-    const live = await newChannels();
-    for (const ch of live) await layer.send(ch, { type: 'm', seq: 2 });
-    for (const ch of live) assert.deepEqual(await layer.receive(ch), { type: 'm', seq: 2 });
-    assert.equal(layer.stats().capacityRejected, 1);
-    // A message already popped into a deleted channel's local buffer (a sibling received the
-    // message sent after it) is counted when the delete drops it.
-    const idle = await layer.newChannel();
-    const served = layer.receive(live[0]!);
-    await layer.send(idle, { type: 'm', seq: 3 });
-    await layer.send(live[0]!, { type: 'm', seq: 4 });
-    assert.deepEqual(await served, { type: 'm', seq: 4 });
-    await layer.deleteChannel(idle);
-    assert.equal(layer.stats().deletedDropped, 101);
-    // A message reaching a deleted channel's queue after its delete is dropped when popped.
-    await layer.send(gone[0]!, { type: 'late', seq: 5 });
-    await layer.send(live[0]!, { type: 'm', seq: 6 });
-    assert.deepEqual(await layer.receive(live[0]!), { type: 'm', seq: 6 });
-    assert.equal(layer.stats().deletedDropped, 102);
-    assert.equal(layer.stats().received, 52);
-    // A receive on a deleted name makes it live again: what comes after is kept for it too.
-    const back = layer.receive(gone[1]!);
-    await layer.send(gone[1]!, { type: 'again', seq: 7 });
-    assert.deepEqual(await back, { type: 'again', seq: 7 });
-    // Popped while nobody waits on it (a sibling's receive), so buffered for it, not dropped.
-    const marker = layer.receive(live[0]!);
-    await layer.send(gone[1]!, { type: 'again', seq: 8 });
-    await layer.send(live[0]!, { type: 'm', seq: 9 });
-    assert.deepEqual(await marker, { type: 'm', seq: 9 });
-    assert.equal(layer.stats().deletedDropped, 102);
-    assert.deepEqual(await layer.receive(gone[1]!), { type: 'again', seq: 8 });
-  });
-
-  it("deleteChannel removes only messages whose channels are all deleted: a live channel's, or a group message with a live member, stay", async () => {
-    const prefix = freshPrefix();
-    const layer = makeLayer({ hosts: three.urls, prefix, symmetricEncryptionKeys: ['k'] });
-    const [a, b, c] = [
-      await layer.newChannel(),
-      await layer.newChannel(),
-      await layer.newChannel(),
-    ];
-    const key = prefix + a.slice(0, a.indexOf('!') + 1);
-    const client = raw(three.urls[layer.shardOf(a)]!);
-    await layer.groupAdd('pair', a);
-    await layer.groupAdd('pair', b);
-    await layer.send(a, { type: 'm', seq: 0 });
-    await layer.send(b, { type: 'm', seq: 1 });
-    await layer.groupSend('pair', { type: 'g', seq: 2 }); // one member, for a and b
-    await layer.send(c, { type: 'm', seq: 3 });
-    assert.equal(await client.zcard(key), 4);
-    await layer.deleteChannel(b);
-    assert.equal(await client.zcard(key), 3);
-    assert.equal(layer.stats().deletedDropped, 1);
-    // The second pass knows the members from the first: a's two go now, the group one for both.
-    await layer.deleteChannel(a);
-    assert.equal(await client.zcard(key), 1);
-    assert.equal(layer.stats().deletedDropped, 4);
-    assert.deepEqual(await layer.receive(c), { type: 'm', seq: 3 });
-  });
-
-  it('deleteChannel leaves every group this layer added it to and drops its buffer', async () => {
-    const prefix = freshPrefix();
-    const layer = makeLayer({ hosts: three.urls, prefix });
-    const ch = await layer.newChannel();
-    const keep = await layer.newChannel();
-    for (const g of ['g1', 'g2', 'g3']) await layer.groupAdd(g, ch);
-    await layer.groupAdd('g1', keep);
-    // Buffer one message locally for ch: ch and keep share this layer's queue, which is FIFO,
-    // so once keep has the marker sent after it, ch's message sits in the local buffer.
-    const marker = layer.receive(keep);
-    await layer.send(ch, { type: 'buffered' });
-    await layer.send(keep, { type: 'marker' });
-    assert.deepEqual(await marker, { type: 'marker' });
-    await layer.deleteChannel(ch);
-    for (const g of ['g1', 'g2', 'g3']) {
-      const members = await raw(three.urls[layer.shardOf(g, { group: true })]!).zrange(
-        `${prefix}:group:${g}`,
-        0,
-        -1,
+    it('capacity is exact under 50 concurrent senders (never over)', async () => {
+      const prefix = freshPrefix();
+      const senders = Array.from({ length: 50 }, () =>
+        makeLayer({ hosts: T.three(), prefix, channelCapacity: { contended: 10 } }),
       );
-      assert.ok(!members.includes(ch), g);
-    }
-    assert.equal(await receiveOrNothing(layer, ch, 200), undefined);
-    const waiting = layer.receive(keep);
-    await layer.groupSend('g1', { type: 'still-here' });
-    assert.deepEqual(await waiting, { type: 'still-here' });
-  });
+      const results = await Promise.allSettled(
+        senders.flatMap((s, i) =>
+          Array.from({ length: 5 }, (_, j) => s.send('contended', { type: 'm', seq: i * 5 + j })),
+        ),
+      );
+      const ok = results.filter((r) => r.status === 'fulfilled').length;
+      const full = results.filter(
+        (r) => r.status === 'rejected' && r.reason instanceof ChannelFull,
+      ).length;
+      assert.equal(ok, 10);
+      assert.equal(full, 240);
+      assert.equal(
+        senders.reduce((sum, s) => sum + s.stats().capacityRejected!, 0),
+        240,
+      );
+      const shard = senders[0]!.shardOf('contended');
+      assert.equal(await T.client(shard).zcard(`${prefix}contended`), 10);
+    });
 
-  it('a groupAdd or groupDiscard not awaited still comes before a groupSend issued after it', async () => {
-    const layer = makeLayer({ hosts: one.urls, prefix: freshPrefix() });
-    const [joined, left] = [await layer.newChannel(), await layer.newChannel()];
-    await layer.groupAdd('ordered', left);
-    await layer.groupSend('ordered', { type: 'warm-up' }); // the shard is connected and checked
-    assert.deepEqual(await layer.receive(left), { type: 'warm-up' });
-    const adding = layer.groupAdd('ordered', joined);
-    const discarding = layer.groupDiscard('ordered', left);
-    await layer.groupSend('ordered', { type: 'after' });
-    await Promise.all([adding, discarding]);
-    const got = await layer.receive(joined, { signal: AbortSignal.timeout(5000) });
-    assert.deepEqual(got, { type: 'after' });
-    assert.equal(await receiveOrNothing(layer, left, 200), undefined);
-  });
+    it('sends of one tick end as if made one by one: capacity per message and channel, in order, across keys', async () => {
+      const prefix = freshPrefix();
+      const receiver = makeLayer({ hosts: T.one(), prefix });
+      const sender = makeLayer({
+        hosts: T.one(),
+        prefix,
+        capacity: 2,
+        channelCapacity: { '*!big-*': 4 },
+      });
+      // Two channels of one `…!` queue with different capacities, and a normal channel.
+      const queue = (await receiver.newChannel()).replace(/!.*/, '!');
+      const small = `${queue}small`;
+      const big = `${queue}big-1`;
+      const plan = [small, big, 'other', small, big, 'other', small, big, 'other'];
+      const results = await Promise.allSettled(
+        plan.map((channel, seq) => sender.send(channel, { type: 'm', seq })),
+      );
+      const outcome = results.map((r) =>
+        r.status === 'fulfilled' ? 'ok' : r.reason instanceof ChannelFull ? 'full' : r.reason,
+      );
+      // The shared queue: small0, big1 ok; small3 finds 2 ≥ 2; big4 ok; small6 finds 3 ≥ 2; big7
+      // finds 3 < 4. 'other' (capacity 2): 2 and 5 ok, 8 full.
+      assert.deepEqual(outcome, ['ok', 'ok', 'ok', 'full', 'ok', 'ok', 'full', 'ok', 'full']);
+      assert.equal(sender.stats().capacityRejected, 3);
+      const client = T.client(ONE);
+      const ttl = await client.pttl(`${prefix}${queue}`);
+      assert.ok(ttl > 0 && ttl <= 60_000, `pttl ${ttl}`);
+      assert.deepEqual(await receiver.receive(small), { type: 'm', seq: 0 });
+      assert.deepEqual(await receiver.receive(big), { type: 'm', seq: 1 });
+      assert.deepEqual(await receiver.receive(big), { type: 'm', seq: 4 });
+      assert.deepEqual(await receiver.receive(big), { type: 'm', seq: 7 });
+      assert.deepEqual(await receiver.receive('other'), { type: 'm', seq: 2 });
+      assert.deepEqual(await receiver.receive('other'), { type: 'm', seq: 5 });
+    });
 
-  it('... a groupAdd not awaited, whose script meets NOSCRIPT and is sent again, too', async () => {
-    const layer = makeLayer({ hosts: one.urls, prefix: freshPrefix() });
-    const [first, late] = [await layer.newChannel(), await layer.newChannel()];
-    await layer.groupAdd('reloaded', first); // the connection now sends group_add by EVALSHA
-    await raw(one.urls[0]!).script('FLUSH');
-    const adding = layer.groupAdd('reloaded', late); // NOSCRIPT, then EVAL a round trip later
-    await new Promise((resolve) => setImmediate(resolve)); // its pipeline is written, running
-    await layer.groupSend('reloaded', { type: 'after' });
-    await adding;
-    const got = await layer.receive(late, { signal: AbortSignal.timeout(5000) });
-    assert.deepEqual(got, { type: 'after' });
-  });
-
-  it('once a group message reached every waiting member, their queue is not read any more', async () => {
-    const prefix = freshPrefix();
-    const layer = makeLayer({ hosts: one.urls, prefix });
-    const chans = [await layer.newChannel(), await layer.newChannel(), await layer.newChannel()];
-    for (const c of chans) await layer.groupAdd('served', c);
-    const got = Promise.all(chans.map((c) => layer.receive(c)));
-    await layer.groupSend('served', { type: 'g' });
-    await got;
-    // The reader keeps running for another channel; a message for a served member written
-    // before that channel's must stay in Redis (a reader still watching their queue would
-    // have popped it first).
-    const elsewhere = layer.receive('elsewhere');
-    await layer.send(chans[0]!, { type: 'later' });
-    await layer.send('elsewhere', { type: 'done' });
-    await elsewhere;
-    const key = prefix + chans[0]!.slice(0, chans[0]!.indexOf('!') + 1);
-    assert.equal(await raw(one.urls[0]!).zcard(key), 1);
-    assert.deepEqual(await layer.receive(chans[0]!), { type: 'later' });
-  });
-
-  it('a group message to idle members leaves the demand of a non-member on their queue intact', async () => {
-    // Each member's receive is the channel's only state (a lone waiter): the fan-out must count
-    // its hand-over once, or the queue's demand drops below the receivers still waiting on it.
-    const layer = makeLayer({ hosts: one.urls, prefix: freshPrefix() });
-    const chans = [await layer.newChannel(), await layer.newChannel(), await layer.newChannel()];
-    for (const c of chans) await layer.groupAdd('rounds', c);
-    const bystander = await layer.newChannel(); // same queue key, not in the group
-    const later = layer.receive(bystander, { signal: AbortSignal.timeout(5000) });
-    for (let round = 0; round < 2; round++) {
-      const got = Promise.all(chans.map((c) => layer.receive(c)));
-      await layer.groupSend('rounds', { type: 'g', round });
+    it('an unreadable payload is skipped, counted and logged (naming the key, not the secret); the next is delivered', async () => {
+      const prefix = freshPrefix();
+      const warnings: string[] = [];
+      const layer = makeLayer({
+        hosts: T.three(),
+        prefix,
+        symmetricEncryptionKeys: ['the-right-key'],
+        logger: { warn: (m) => warnings.push(m) },
+      });
+      const ch = await layer.newChannel();
+      const nonLocal = ch.slice(0, ch.indexOf('!') + 1);
+      const client = T.client(layer.shardOf(ch));
+      // Corrupt bytes, then a message encrypted with another key, then a good one.
+      await client.zadd(
+        prefix + nonLocal,
+        Date.now() / 1000,
+        Buffer.concat([randomBytes(12), Buffer.from([0xc1, 0xff])]),
+      );
+      const stranger = makeLayer({
+        hosts: T.three(),
+        prefix,
+        symmetricEncryptionKeys: ['a-wrong-key'],
+      });
+      await stranger.send(ch, { type: 'foreign' });
+      await layer.send(ch, { type: 'good' });
+      assert.deepEqual(await layer.receive(ch), { type: 'good' });
+      assert.equal(layer.stats().unreadable, 2);
+      assert.equal(warnings.length, 2);
+      for (const w of warnings) {
+        assert.ok(w.includes(prefix + nonLocal), w);
+        assert.ok(!w.includes('the-right-key') && !w.includes('a-wrong-key'), w);
+      }
+      // Plain (unencrypted) layer: a garbage member on a normal channel.
+      const plain = makeLayer({ hosts: T.three(), prefix, logger: { warn: () => {} } });
+      await T.client(plain.shardOf('garbled')).zadd(
+        `${prefix}garbled`,
+        Date.now() / 1000,
+        Buffer.from('short'),
+      );
+      await plain.send('garbled', { type: 'fine' });
+      assert.deepEqual(await plain.receive('garbled'), { type: 'fine' });
       assert.deepEqual(
-        (await got).map((m) => m.round),
-        [round, round, round],
+        await plain.receive('garbled', { signal: AbortSignal.timeout(100) }).catch((e) => e.name),
+        'TimeoutError',
       );
-    }
-    await layer.send(bystander, { type: 'direct' });
-    assert.deepEqual(await later, { type: 'direct' });
-  });
-
-  it('a stalled consumer keeps its queue in Redis: senders get ChannelFull at capacity, nothing is dropped locally', async () => {
-    const prefix = freshPrefix();
-    const receiver = makeLayer({ hosts: three.urls, prefix });
-    const sender = makeLayer({ hosts: three.urls, prefix, capacity: 20 });
-    const slow = await receiver.newChannel();
-    // The reader is running (a receive waits on a normal channel), but nobody waits on `slow`.
-    const elsewhere = receiver.receive('elsewhere');
-    for (let seq = 0; seq < 20; seq++) await sender.send(slow, { type: 'm', seq });
-    assert.ok((await rejection(sender.send(slow, { type: 'm', seq: 20 }))) instanceof ChannelFull);
-    for (let seq = 0; seq < 20; seq++)
-      assert.equal(((await receiver.receive(slow)) as Seq).seq, seq);
-    assert.equal(receiver.stats().localDropped, 0);
-    await sender.send('elsewhere', { type: 'done', seq: 0 });
-    await elsewhere;
-  });
-
-  it('normal-channel prefetch: what one receiver does not claim goes back to its queue within ms (and on close), for another process', async () => {
-    const prefix = freshPrefix();
-    const greedy = makeLayer({ hosts: one.urls, prefix });
-    const other = makeLayer({ hosts: one.urls, prefix });
-    const client = raw(one.urls[0]!);
-    const key = `${prefix}work`;
-    // Grow greedy's window: it claims whole batches while it keeps up.
-    for (let seq = 0; seq < 100; seq++) await greedy.send('work', { type: 'm', seq });
-    for (let seq = 0; seq < 60; seq++)
-      assert.deepEqual(await greedy.receive('work'), { type: 'm', seq });
-    // Then it stops receiving: whatever it prefetched is back in Redis shortly, with an expiry,
-    // in order for another consumer.
-    await waitFor(async () => (await client.zcard(key)) === 40, {
-      what: 'the prefetch to be given back',
+      assert.equal(plain.stats().unreadable, 1);
     });
-    assert.ok((await client.pttl(key)) > 0);
-    for (let seq = 60; seq < 100; seq++)
-      assert.deepEqual(await other.receive('work'), { type: 'm', seq });
-    // close() gives back too: nothing a closed layer prefetched is lost.
-    for (let seq = 0; seq < 10; seq++) await other.send('work', { type: 'n', seq });
-    assert.deepEqual(await greedy.receive('work'), { type: 'n', seq: 0 });
-    await greedy.close();
-    for (let seq = 1; seq < 10; seq++)
-      assert.deepEqual(await other.receive('work'), { type: 'n', seq });
-  });
 
-  it("restores a channels_redis receiver's leftover $inflight backup into a normal channel's queue", async () => {
-    const prefix = freshPrefix();
-    const layer = makeLayer({ hosts: one.urls, prefix });
-    const client = raw(one.urls[0]!);
-    const now = Date.now() / 1000;
-    // A Python receiver popped `first` into its backup and died; `second` is still queued.
-    await client.zadd(`${prefix}legacy$inflight`, now - 2, framed({ type: 'first' }));
-    await client.zadd(`${prefix}legacy`, now - 1, framed({ type: 'second' }));
-    assert.deepEqual(await layer.receive('legacy'), { type: 'first' });
-    assert.deepEqual(await layer.receive('legacy'), { type: 'second' });
-    assert.equal(await client.exists(`${prefix}legacy$inflight`), 0);
-  });
+    it('a message without __asgi_channel__ in a process queue is counted unreadable and logged, not buffered under the bare name', async () => {
+      const prefix = freshPrefix();
+      const warnings: string[] = [];
+      const layer = makeLayer({
+        hosts: T.one(),
+        prefix,
+        logger: { warn: (m) => warnings.push(m) },
+      });
+      const ch = await layer.newChannel();
+      const bare = ch.slice(0, ch.indexOf('!') + 1);
+      await T.client(ONE).zadd(prefix + bare, Date.now() / 1000, framed({ type: 'stray' }));
+      await layer.send(ch, { type: 'good' });
+      assert.deepEqual(await layer.receive(ch), { type: 'good' });
+      assert.equal(layer.stats().unreadable, 1);
+      assert.equal(warnings.length, 1);
+      assert.ok(warnings[0]!.includes(prefix + bare) && warnings[0]!.includes('__asgi_channel__'));
+      assert.equal(await receiveOrNothing(layer, bare, 200), undefined);
+    });
 
-  it('a receive on a new key ends a block in progress (wake key, no CLIENT UNBLOCK), no block timeout is waited out', async () => {
-    const prefix = freshPrefix();
-    const layer = makeLayer({ hosts: one.urls, prefix });
-    const client = raw(one.urls[0]!);
-    const unblocks = async () =>
-      Number(
-        /cmdstat_client\|unblock:calls=(\d+)/.exec(await client.info('commandstats'))?.[1] ?? 0,
+    it("a deleted channel's messages stop holding its process queue's capacity: removed at delete, dropped when popped, counted", async () => {
+      const prefix = freshPrefix();
+      const layer = makeLayer({ hosts: T.three(), prefix, capacity: 100 });
+      const newChannels = () => Promise.all(Array.from({ length: 50 }, () => layer.newChannel()));
+      const first = await layer.newChannel();
+      const key = prefix + first.slice(0, first.indexOf('!') + 1); // every channel's queue
+      const client = T.client(layer.shardOf(first));
+      // 50 channels get 2 messages each that nobody receives (their consumers went away first):
+      // the process queue is at capacity, and nobody in the process waits on it.
+      const gone = await newChannels();
+      for (const ch of gone) for (const seq of [0, 1]) await layer.send(ch, { type: 'm', seq });
+      assert.equal(await client.zcard(key), 100);
+      assert.ok((await rejection(layer.send(first, { type: 'm', seq: 0 }))) instanceof ChannelFull);
+      await Promise.all(gone.map((ch) => layer.deleteChannel(ch)));
+      assert.equal(await client.zcard(key), 0);
+      assert.equal(layer.stats().deletedDropped, 100);
+      // The next 50 channels of the process: every send is accepted and received.
+      const live = await newChannels();
+      for (const ch of live) await layer.send(ch, { type: 'm', seq: 2 });
+      for (const ch of live) assert.deepEqual(await layer.receive(ch), { type: 'm', seq: 2 });
+      assert.equal(layer.stats().capacityRejected, 1);
+      // A message already popped into a deleted channel's local buffer (a sibling received the
+      // message sent after it) is counted when the delete drops it.
+      const idle = await layer.newChannel();
+      const served = layer.receive(live[0]!);
+      await layer.send(idle, { type: 'm', seq: 3 });
+      await layer.send(live[0]!, { type: 'm', seq: 4 });
+      assert.deepEqual(await served, { type: 'm', seq: 4 });
+      await layer.deleteChannel(idle);
+      assert.equal(layer.stats().deletedDropped, 101);
+      // A message reaching a deleted channel's queue after its delete is dropped when popped.
+      await layer.send(gone[0]!, { type: 'late', seq: 5 });
+      await layer.send(live[0]!, { type: 'm', seq: 6 });
+      assert.deepEqual(await layer.receive(live[0]!), { type: 'm', seq: 6 });
+      assert.equal(layer.stats().deletedDropped, 102);
+      assert.equal(layer.stats().received, 52);
+      // A receive on a deleted name makes it live again: what comes after is kept for it too.
+      const back = layer.receive(gone[1]!);
+      await layer.send(gone[1]!, { type: 'again', seq: 7 });
+      assert.deepEqual(await back, { type: 'again', seq: 7 });
+      // Popped while nobody waits on it (a sibling's receive), so buffered for it, not dropped.
+      const marker = layer.receive(live[0]!);
+      await layer.send(gone[1]!, { type: 'again', seq: 8 });
+      await layer.send(live[0]!, { type: 'm', seq: 9 });
+      assert.deepEqual(await marker, { type: 'm', seq: 9 });
+      assert.equal(layer.stats().deletedDropped, 102);
+      assert.deepEqual(await layer.receive(gone[1]!), { type: 'again', seq: 8 });
+    });
+
+    it("deleteChannel removes only messages whose channels are all deleted: a live channel's, or a group message with a live member, stay", async () => {
+      const prefix = freshPrefix();
+      const layer = makeLayer({ hosts: T.three(), prefix, symmetricEncryptionKeys: ['k'] });
+      const [a, b, c] = [
+        await layer.newChannel(),
+        await layer.newChannel(),
+        await layer.newChannel(),
+      ];
+      const key = prefix + a.slice(0, a.indexOf('!') + 1);
+      const client = T.client(layer.shardOf(a));
+      await layer.groupAdd('pair', a);
+      await layer.groupAdd('pair', b);
+      await layer.send(a, { type: 'm', seq: 0 });
+      await layer.send(b, { type: 'm', seq: 1 });
+      await layer.groupSend('pair', { type: 'g', seq: 2 }); // one member, for a and b
+      await layer.send(c, { type: 'm', seq: 3 });
+      assert.equal(await client.zcard(key), 4);
+      await layer.deleteChannel(b);
+      assert.equal(await client.zcard(key), 3);
+      assert.equal(layer.stats().deletedDropped, 1);
+      // The second pass knows the members from the first: a's two go now, the group one for both.
+      await layer.deleteChannel(a);
+      assert.equal(await client.zcard(key), 1);
+      assert.equal(layer.stats().deletedDropped, 4);
+      assert.deepEqual(await layer.receive(c), { type: 'm', seq: 3 });
+    });
+
+    it('deleteChannel leaves every group this layer added it to and drops its buffer', async () => {
+      const prefix = freshPrefix();
+      const layer = makeLayer({ hosts: T.three(), prefix });
+      const ch = await layer.newChannel();
+      const keep = await layer.newChannel();
+      for (const g of ['g1', 'g2', 'g3']) await layer.groupAdd(g, ch);
+      await layer.groupAdd('g1', keep);
+      // Buffer one message locally for ch: ch and keep share this layer's queue, which is FIFO,
+      // so once keep has the marker sent after it, ch's message sits in the local buffer.
+      const marker = layer.receive(keep);
+      await layer.send(ch, { type: 'buffered' });
+      await layer.send(keep, { type: 'marker' });
+      assert.deepEqual(await marker, { type: 'marker' });
+      await layer.deleteChannel(ch);
+      for (const g of ['g1', 'g2', 'g3']) {
+        const members = await T.client(layer.shardOf(g, { group: true })).zrange(
+          `${prefix}:group:${g}`,
+          0,
+          -1,
+        );
+        assert.ok(!members.includes(ch), g);
+      }
+      assert.equal(await receiveOrNothing(layer, ch, 200), undefined);
+      const waiting = layer.receive(keep);
+      await layer.groupSend('g1', { type: 'still-here' });
+      assert.deepEqual(await waiting, { type: 'still-here' });
+    });
+
+    it('a groupAdd or groupDiscard not awaited still comes before a groupSend issued after it', async () => {
+      const layer = makeLayer({ hosts: T.one(), prefix: freshPrefix() });
+      const [joined, left] = [await layer.newChannel(), await layer.newChannel()];
+      await layer.groupAdd('ordered', left);
+      await layer.groupSend('ordered', { type: 'warm-up' }); // the shard is connected and checked
+      assert.deepEqual(await layer.receive(left), { type: 'warm-up' });
+      const adding = layer.groupAdd('ordered', joined);
+      const discarding = layer.groupDiscard('ordered', left);
+      await layer.groupSend('ordered', { type: 'after' });
+      await Promise.all([adding, discarding]);
+      const got = await layer.receive(joined, { signal: AbortSignal.timeout(5000) });
+      assert.deepEqual(got, { type: 'after' });
+      assert.equal(await receiveOrNothing(layer, left, 200), undefined);
+    });
+
+    it('... a groupAdd not awaited, whose script meets NOSCRIPT and is sent again, too', async () => {
+      const layer = makeLayer({ hosts: T.one(), prefix: freshPrefix() });
+      const [first, late] = [await layer.newChannel(), await layer.newChannel()];
+      await layer.groupAdd('reloaded', first); // the connection now sends group_add by EVALSHA
+      await T.client(ONE).script('FLUSH');
+      const adding = layer.groupAdd('reloaded', late); // NOSCRIPT, then EVAL a round trip later
+      await new Promise((resolve) => setImmediate(resolve)); // its pipeline is written, running
+      await layer.groupSend('reloaded', { type: 'after' });
+      await adding;
+      const got = await layer.receive(late, { signal: AbortSignal.timeout(5000) });
+      assert.deepEqual(got, { type: 'after' });
+    });
+
+    it('once a group message reached every waiting member, their queue is not read any more', async () => {
+      const prefix = freshPrefix();
+      const layer = makeLayer({ hosts: T.one(), prefix });
+      const chans = [await layer.newChannel(), await layer.newChannel(), await layer.newChannel()];
+      for (const c of chans) await layer.groupAdd('served', c);
+      const got = Promise.all(chans.map((c) => layer.receive(c)));
+      await layer.groupSend('served', { type: 'g' });
+      await got;
+      // The reader keeps running for another channel; a message for a served member written
+      // before that channel's must stay in Redis (a reader still watching their queue would
+      // have popped it first).
+      const elsewhere = layer.receive('elsewhere');
+      await layer.send(chans[0]!, { type: 'later' });
+      await layer.send('elsewhere', { type: 'done' });
+      await elsewhere;
+      const key = prefix + chans[0]!.slice(0, chans[0]!.indexOf('!') + 1);
+      assert.equal(await T.client(ONE).zcard(key), 1);
+      assert.deepEqual(await layer.receive(chans[0]!), { type: 'later' });
+    });
+
+    it('a group message to idle members leaves the demand of a non-member on their queue intact', async () => {
+      // Each member's receive is the channel's only state (a lone waiter): the fan-out must count
+      // its hand-over once, or the queue's demand drops below the receivers still waiting on it.
+      const layer = makeLayer({ hosts: T.one(), prefix: freshPrefix() });
+      const chans = [await layer.newChannel(), await layer.newChannel(), await layer.newChannel()];
+      for (const c of chans) await layer.groupAdd('rounds', c);
+      const bystander = await layer.newChannel(); // same queue key, not in the group
+      const later = layer.receive(bystander, { signal: AbortSignal.timeout(5000) });
+      for (let round = 0; round < 2; round++) {
+        const got = Promise.all(chans.map((c) => layer.receive(c)));
+        await layer.groupSend('rounds', { type: 'g', round });
+        assert.deepEqual(
+          (await got).map((m) => m.round),
+          [round, round, round],
+        );
+      }
+      await layer.send(bystander, { type: 'direct' });
+      assert.deepEqual(await later, { type: 'direct' });
+    });
+
+    it('a stalled consumer keeps its queue in Redis: senders get ChannelFull at capacity, nothing is dropped locally', async () => {
+      const prefix = freshPrefix();
+      const receiver = makeLayer({ hosts: T.three(), prefix });
+      const sender = makeLayer({ hosts: T.three(), prefix, capacity: 20 });
+      const slow = await receiver.newChannel();
+      // The reader is running (a receive waits on a normal channel), but nobody waits on `slow`.
+      const elsewhere = receiver.receive('elsewhere');
+      for (let seq = 0; seq < 20; seq++) await sender.send(slow, { type: 'm', seq });
+      assert.ok(
+        (await rejection(sender.send(slow, { type: 'm', seq: 20 }))) instanceof ChannelFull,
       );
-    const before = await unblocks();
-    const first = layer.receive('first-key');
-    // Wait until the reader is blocked on first-key (observable in CLIENT LIST).
-    await waitFor(
-      async () =>
-        /name=chanlayer:blocking .*cmd=bzpopmin/.test(String(await client.call('CLIENT', 'LIST'))),
-      { what: 'the reader to block' },
-    );
-    const second = layer.receive('second-key');
-    const start = performance.now();
-    await client.zadd(`${prefix}second-key`, Date.now() / 1000, framed({ type: 'second' }));
-    assert.deepEqual(await second, { type: 'second' });
-    assert.ok(performance.now() - start < 1000);
-    assert.equal(await unblocks(), before, 'no CLIENT UNBLOCK (@dangerous: README)');
-    // The wake (wake.lua) was popped by the block it ended: nothing is left behind.
-    assert.equal(await client.exists(`${prefix}:wake:${layer.clientPrefix}`), 0);
-    await layer.send('first-key', { type: 'first' });
-    assert.deepEqual(await first, { type: 'first' });
-  });
+      for (let seq = 0; seq < 20; seq++)
+        assert.equal(((await receiver.receive(slow)) as Seq).seq, seq);
+      assert.equal(receiver.stats().localDropped, 0);
+      await sender.send('elsewhere', { type: 'done', seq: 0 });
+      await elsewhere;
+    });
 
-  it('stats() reports every counter', async () => {
-    const layer = makeLayer({ hosts: one.urls, prefix: freshPrefix() });
-    assert.deepEqual(Object.keys(layer.stats()).sort(), [
-      'capacityRejected',
-      'deadRemoved',
-      'deletedDropped',
-      'disconnects',
-      'expired',
-      'failovers',
-      'groupDeliveries',
-      'groupDropped',
-      'groupSends',
-      'localDropped',
-      'membershipsRestored',
-      'received',
-      'reconnects',
-      'sent',
-      'unreadable',
-    ]);
-    const s = layer.stats();
-    s.sent = 99;
-    assert.equal(layer.stats().sent, 0);
+    it('normal-channel prefetch: what one receiver does not claim goes back to its queue within ms (and on close), for another process', async () => {
+      const prefix = freshPrefix();
+      const greedy = makeLayer({ hosts: T.one(), prefix });
+      const other = makeLayer({ hosts: T.one(), prefix });
+      const client = T.client(ONE);
+      const key = `${prefix}work`;
+      // Grow greedy's window: it claims whole batches while it keeps up.
+      for (let seq = 0; seq < 100; seq++) await greedy.send('work', { type: 'm', seq });
+      for (let seq = 0; seq < 60; seq++)
+        assert.deepEqual(await greedy.receive('work'), { type: 'm', seq });
+      // Then it stops receiving: whatever it prefetched is back in Redis shortly, with an expiry,
+      // in order for another consumer.
+      await waitFor(async () => (await client.zcard(key)) === 40, {
+        what: 'the prefetch to be given back',
+      });
+      assert.ok((await client.pttl(key)) > 0);
+      for (let seq = 60; seq < 100; seq++)
+        assert.deepEqual(await other.receive('work'), { type: 'm', seq });
+      // close() gives back too: nothing a closed layer prefetched is lost.
+      for (let seq = 0; seq < 10; seq++) await other.send('work', { type: 'n', seq });
+      assert.deepEqual(await greedy.receive('work'), { type: 'n', seq: 0 });
+      await greedy.close();
+      for (let seq = 1; seq < 10; seq++)
+        assert.deepEqual(await other.receive('work'), { type: 'n', seq });
+    });
+
+    it("restores a channels_redis receiver's leftover $inflight backup into a normal channel's queue", async () => {
+      const prefix = freshPrefix();
+      const layer = makeLayer({ hosts: T.one(), prefix });
+      const client = T.client(ONE);
+      const now = Date.now() / 1000;
+      // A Python receiver popped `first` into its backup and died; `second` is still queued.
+      await client.zadd(`${prefix}legacy$inflight`, now - 2, framed({ type: 'first' }));
+      await client.zadd(`${prefix}legacy`, now - 1, framed({ type: 'second' }));
+      assert.deepEqual(await layer.receive('legacy'), { type: 'first' });
+      assert.deepEqual(await layer.receive('legacy'), { type: 'second' });
+      assert.equal(await client.exists(`${prefix}legacy$inflight`), 0);
+    });
+
+    it('a receive on a new key ends a block in progress (wake key, no CLIENT UNBLOCK), no block timeout is waited out', async () => {
+      const prefix = freshPrefix();
+      const layer = makeLayer({ hosts: T.one(), prefix });
+      const client = T.client(ONE);
+      const unblocks = async () =>
+        Number(
+          /cmdstat_client\|unblock:calls=(\d+)/.exec(await client.info('commandstats'))?.[1] ?? 0,
+        );
+      const before = await unblocks();
+      const first = layer.receive('first-key');
+      // Wait until the reader is blocked on first-key (observable in CLIENT LIST).
+      await waitFor(
+        async () =>
+          /name=chanlayer:blocking .*cmd=bzpopmin/.test(
+            String(await client.call('CLIENT', 'LIST')),
+          ),
+        { what: 'the reader to block' },
+      );
+      const second = layer.receive('second-key');
+      const start = performance.now();
+      await client.zadd(`${prefix}second-key`, Date.now() / 1000, framed({ type: 'second' }));
+      assert.deepEqual(await second, { type: 'second' });
+      assert.ok(performance.now() - start < 1000);
+      assert.equal(await unblocks(), before, 'no CLIENT UNBLOCK (@dangerous: README)');
+      // The wake (wake.lua) was popped by the block it ended: nothing is left behind.
+      assert.equal(await client.exists(`${prefix}:wake:${layer.clientPrefix}`), 0);
+      await layer.send('first-key', { type: 'first' });
+      assert.deepEqual(await first, { type: 'first' });
+    });
+
+    it('stats() reports every counter', async () => {
+      const layer = makeLayer({ hosts: T.one(), prefix: freshPrefix() });
+      assert.deepEqual(Object.keys(layer.stats()).sort(), [
+        'capacityRejected',
+        'deadRemoved',
+        'deletedDropped',
+        'disconnects',
+        'expired',
+        'failovers',
+        'groupDeliveries',
+        'groupDropped',
+        'groupSends',
+        'localDropped',
+        'membershipsRestored',
+        'received',
+        'reconnects',
+        'sent',
+        'unreadable',
+      ]);
+      const s = layer.stats();
+      s.sent = 99;
+      assert.equal(layer.stats().sent, 0);
+    });
   });
-});
 
 // ---------------------------------------------------------------------------------------------
 

@@ -53,6 +53,17 @@ export interface LayerEvents {
   error: [err: Error];
 }
 
+/**
+ * Per-message events for instrumentation (`chanlayer/otel`), called synchronously on the hot
+ * path: keep them cheap. A throw is reported, never passed on.
+ */
+export interface LayerObserver {
+  /** Core layer: a message left its Redis queue, `waitMs` after it was sent (its score). */
+  queueWait?(waitMs: number): void;
+  /** A `groupSend` read its group (core and in-memory layers): the members it sends to. */
+  groupFanOut?(members: number): void;
+}
+
 export interface CodecShape {
   /** Random bytes before each payload (core layer) or 0 (Pub/Sub, in-memory). */
   prefixLength: number;
@@ -67,6 +78,7 @@ export abstract class BaseLayer extends EventEmitter<LayerEvents> {
   protected readonly logger: Logger;
   protected closed = false;
   private readonly counters: LayerStats;
+  private readonly observers = new Set<LayerObserver>();
 
   constructor(input: LayerOptions | undefined, shape: (o: ResolvedOptions) => CodecShape) {
     super();
@@ -99,6 +111,25 @@ export abstract class BaseLayer extends EventEmitter<LayerEvents> {
 
   protected count(name: CounterName, by = 1): void {
     this.counters[name] += by;
+  }
+
+  /** Calls `observer` on per-message events from now on; returns what stops that. */
+  observe(observer: LayerObserver): () => void {
+    this.observers.add(observer);
+    return () => {
+      this.observers.delete(observer);
+    };
+  }
+
+  protected notify(event: keyof LayerObserver, value: number): void {
+    if (this.observers.size === 0) return;
+    for (const observer of this.observers) {
+      try {
+        observer[event]?.(value);
+      } catch (err) {
+        this.reportError(err, `${event} observer`);
+      }
+    }
   }
 
   protected assertOpen(): void {

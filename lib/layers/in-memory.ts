@@ -99,6 +99,7 @@ export class InMemoryChannelLayer<M extends Message = Message>
     this.count('groupSends');
     this.groups.expireNow(group);
     const members = this.groups.members(group);
+    this.notify('groupFanOut', members?.size ?? 0);
     if (!members) return;
     for (const channel of members.keys()) {
       // Each member gets its own copy: payload bytes are decoded per receive.

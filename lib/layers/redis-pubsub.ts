@@ -29,7 +29,7 @@
  *   receives go on working.
  * - `deleteChannel()` rejects receives still waiting on that channel.
  */
-import type { HealthReport, ReaderState } from '../redis/health.ts';
+import { healthReport, type HealthReport, type ReaderState } from '../redis/health.ts';
 import type { LayerOptions } from '../config.ts';
 import { Closing } from '../closing.ts';
 import { abortReason, LayerClosed, WrongClientPrefix } from '../errors.ts';
@@ -334,13 +334,11 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     if (this.closed) reader = 'stopped';
     else if (this.subscriptionCount === 0) reader = 'idle';
     else if (this.shards.isDown('subscriber')) reader = 'reconnecting';
-    const shards = await this.shards.health(this.options.commandTimeoutMs);
-    return {
-      ok: !this.closed && shards.every((s) => s.ok),
-      shards,
+    return healthReport(await this.shards.health(this.options.commandTimeoutMs), {
+      closed: this.closed,
       reader,
       oldestWaitMs: this.mailboxes.oldestWaitMs(),
-    };
+    });
   }
 
   /** Redis channels this layer is subscribed to (or subscribing to), over all shards. */

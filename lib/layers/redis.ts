@@ -28,9 +28,10 @@ import {
   uuidHex,
 } from '../names.ts';
 import { Groups } from '../redis/groups.ts';
-import type { HealthReport } from '../redis/health.ts';
+import { healthReport, type HealthReport } from '../redis/health.ts';
 import { Liveness, REGISTRY_NAME } from '../redis/liveness.ts';
 import { Receiver } from '../redis/receiver.ts';
+import { prefixPattern } from '../redis/scan.ts';
 import { SendBatcher } from '../redis/sends.ts';
 import { nextScore } from '../redis/send-time.ts';
 import { GROUP_SEND, SEND, SEND_MANY } from '../redis/script-calls.ts';
@@ -38,14 +39,9 @@ import { scriptCommand } from '../redis/scripts.ts';
 import { createShardSet, type ShardSet } from '../redis/shard-set.ts';
 import { assertMessage, CHANNEL_FIELD } from '../serde/codec.ts';
 import type { ChannelLayer, Message, ReceiveOptions } from '../types.ts';
-import { BaseLayer, type CounterName } from './base.ts';
+import { BaseLayer, type CounterName, type LayerObserver } from './base.ts';
 
 export type RedisLayerOptions = LayerOptions;
-
-/** SCAN MATCH pattern for every key that starts with `prefix` (glob characters escaped). */
-function prefixPattern(prefix: string): string {
-  return `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`;
-}
 
 export class RedisChannelLayer<M extends Message = Message>
   extends BaseLayer
@@ -86,7 +82,10 @@ export class RedisChannelLayer<M extends Message = Message>
       options: this.options,
       count: (name: CounterName, by?: number) => this.count(name, by),
       capacityFor: (channel: string) => this.capacityFor(channel),
-      report: (err: unknown, where: string) => this.reportError(err, where),
+      report: (err: unknown, where: string) => {
+        if (!this.closed) this.reportError(err, where);
+      },
+      notify: (event: keyof LayerObserver, value: number) => this.notify(event, value),
     };
     this.receiver = new Receiver<M>({
       ...context,
@@ -97,13 +96,13 @@ export class RedisChannelLayer<M extends Message = Message>
     });
     this.groups = new Groups({
       ...context,
-      deadQueue: (name: string) => this.liveness?.isDeadQueue(name) ?? false,
+      isDeadQueue: (name) => this.liveness?.isDeadQueue(name) ?? false,
     });
-    this.liveness = this.makeLiveness();
     this.sends = new SendBatcher(
       (index, work) => this.shards.run(index, work),
       Math.ceil(this.options.expiryMs),
     );
+    this.liveness = this.makeLiveness();
   }
 
   // ---------------------------------------------------------------------------------------
@@ -227,39 +226,21 @@ export class RedisChannelLayer<M extends Message = Message>
   }
 
   /**
-   * Each shard's state (PING round trip, role, Sentinel master name), the reader's, and how long
-   * the oldest waiting receive has waited. Never rejects; takes at most `commandTimeoutMs`.
+   * Each shard's state (PING round trip, role, Sentinel master name; on a cluster, each master),
+   * the reader's, and how long the oldest waiting receive has waited. Never rejects; takes at
+   * most `commandTimeoutMs`.
    */
   async health(): Promise<HealthReport> {
-    const shards = await this.shards.health(this.options.commandTimeoutMs);
-    return {
-      ok: !this.closed && shards.length > 0 && shards.every((s) => s.ok),
-      shards,
-      reader: this.closed ? 'stopped' : this.receiver.reading ? 'running' : 'idle',
+    return healthReport(await this.shards.health(this.options.commandTimeoutMs), {
+      closed: this.closed,
+      reader: this.closed ? 'stopped' : this.receiver.readerState,
       oldestWaitMs: this.receiver.oldestWaitMs(),
-    };
+    });
   }
 
   /** Number of Redis hosts (shards); on a cluster, its slots. */
   get shardCount(): number {
     return this.shards.size;
-  }
-
-  private makeLiveness(): Liveness | undefined {
-    const opts = this.options.liveness;
-    if (opts === false) return undefined;
-    const key = this.options.prefix + REGISTRY_NAME;
-    const index = this.shards.index(REGISTRY_NAME, key);
-    return new Liveness(
-      key,
-      this.clientPrefix,
-      { ...opts, trimAfterMs: Math.ceil(this.options.groupExpiryMs + opts.deadAfterMs) },
-      {
-        onRegistry: (work) => this.shards.run(index, work),
-        restore: () => this.groups.restore(),
-        report: (err) => this.reportError(err, 'liveness heartbeat'),
-      },
-    );
   }
 
   /** The shard (on a cluster: the slot) a channel's queue — or, with `group: true`, a group — lives on. */
@@ -268,5 +249,22 @@ export class RedisChannelLayer<M extends Message = Message>
     if (group) return this.shards.index(name, `${prefix}:group:${name}`);
     const local = nonLocalName(name);
     return this.shards.index(local, prefix + local);
+  }
+
+  private makeLiveness(): Liveness | undefined {
+    const opts = this.options.liveness;
+    if (opts === false) return undefined;
+    const registry = this.options.prefix + REGISTRY_NAME;
+    const index = this.shards.index(REGISTRY_NAME, registry);
+    return new Liveness(
+      registry,
+      this.clientPrefix,
+      { ...opts, trimAfterMs: Math.ceil(this.options.groupExpiryMs + opts.deadAfterMs) },
+      {
+        onRegistry: (work) => this.shards.run(index, work),
+        restore: () => this.groups.restore(),
+        report: (err) => this.reportError(err, 'liveness heartbeat'),
+      },
+    );
   }
 }

@@ -25,14 +25,13 @@ import { EventEmitter } from 'node:events';
 import calculateSlot from 'cluster-key-slot';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { ConnectionError, errorMessage } from '../errors.ts';
-import { deadline } from '../deadline.ts';
 import { explainFailure } from './failures.ts';
-import { clientHealth, type ShardHealth } from './health.ts';
+import { serverHealth, type ShardHealth } from './health.ts';
 import { useHelloReadyCheck } from './hello.ts';
 import type { ClusterSpec } from './hosts.ts';
 import type { ReadTarget, TargetsOf } from './reader.ts';
 import { giveBackScript, SCRIPTS } from './script-calls.ts';
-import { scriptCommand } from './scripts.ts';
+import { defineScripts, scriptCommand } from './scripts.ts';
 import type { MasterChange, ShardSet, ShardSetEvents } from './shard-set.ts';
 import { reconnectDelay } from './shard.ts';
 import { wake } from './wake.ts';
@@ -123,6 +122,7 @@ export class ClusterShards implements ShardSet {
         commandTimeout: opts.commandTimeoutMs,
       },
     });
+    defineScripts(this.client as unknown as Redis, SCRIPTS);
     this.troubleReport = events.trouble({
       client: this.client,
       on: (event, listener) => this.trouble.on(event, listener),
@@ -191,22 +191,26 @@ export class ClusterShards implements ShardSet {
     );
   }
 
-  /** Each master the cluster knows, once it is ready (a cluster not ready: one report saying why). */
+  /** Every master of the cluster (as shard 0, named by its address). */
   async health(timeoutMs: number): Promise<ShardHealth[]> {
-    const started = Date.now();
     try {
-      await deadline(this.whenReady(), timeoutMs, () =>
-        this.unreachable(`not ready within ${timeoutMs} ms`),
-      );
+      await this.whenReady();
     } catch (err) {
-      const error = errorMessage(this.failure(0, err));
-      return [{ shard: 0, id: 'cluster', ok: false, latencyMs: undefined, role: undefined, error }];
+      return [
+        {
+          shard: 0,
+          id: 'cluster',
+          ok: false,
+          latencyMs: undefined,
+          role: undefined,
+          error: errorMessage(err),
+        },
+      ];
     }
-    const left = Math.max(1, timeoutMs - (Date.now() - started));
     return Promise.all(
       this.client
         .nodes('master')
-        .map((node, i) => clientHealth({ shard: i, id: keyOf(node) }, node, left)),
+        .map((node) => serverHealth({ shard: 0, id: keyOf(node) }, async () => node, timeoutMs)),
     );
   }
 

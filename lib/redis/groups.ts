@@ -8,8 +8,8 @@
  * 3. per shard, in chunks of GROUP_SEND_CHUNK queues, one group_send.lua call: a capacity-checked
  *    ZADD per queue; full queues and foreign keys come back by index.
  *
- * With liveness (liveness.ts), the queues of processes known dead get nothing, and their channels
- * leave the group by a ZREM sent alongside step 3 (no round trip of its own).
+ * A queue of a process known dead (liveness.ts) gets nothing; its channels are removed from the
+ * group by a ZREM sent with the group message (no round trip of its own).
  */
 import { Command, type Redis } from 'ioredis';
 import type { ResolvedOptions } from '../config.ts';
@@ -32,8 +32,10 @@ export interface GroupsContext {
   count(name: CounterName, by?: number): void;
   capacityFor(channel: string): number;
   report(err: unknown, context: string): void;
-  /** Whether the queue of non-local name `name` belongs to a process known dead (liveness). */
-  deadQueue(name: string): boolean;
+  /** Whether a queue (non-local name) belongs to a process known dead (liveness.ts). */
+  isDeadQueue(name: string): boolean;
+  /** Instrumentation (BaseLayer.observe): `groupFanOut` per send. */
+  notify(event: 'groupFanOut', value: number): void;
 }
 
 /** One channel key a group message goes to, with the members sharing it (names as bytes). */
@@ -63,7 +65,7 @@ function readMembers(client: Redis, key: string, expired: number): Promise<Buffe
 export class Groups {
   /**
    * channel → group → score of its groupAdd, for every membership this layer added (deleteChannel
-   * leaves them; restore() puts them back after this process was given up as dead).
+   * leaves them; liveness puts them back after this process was given up as dead).
    */
   private readonly memberships = new Map<string, Map<string, number>>();
 
@@ -80,13 +82,16 @@ export class Groups {
     groups.set(group, score);
   }
 
-  /** The group's members not expired and not of a process known dead. */
+  /**
+   * The group's live members: memberships not expired, of processes not known dead (channels of
+   * processes that never registered always count).
+   */
   async channels(group: string): Promise<string[]> {
     const expired = nextScore() - this.ctx.options.groupExpiryMs / 1000;
     const members = await this.onGroup(group, (client, key) =>
       client.zrangebyscore(key, `(${expired}`, '+inf'),
     );
-    return members.filter((c) => !this.ctx.deadQueue(nonLocalName(c)));
+    return members.filter((c) => !this.ctx.isDeadQueue(nonLocalName(c)));
   }
 
   /**
@@ -141,12 +146,15 @@ export class Groups {
     const { shards, options } = this.ctx;
     const expired = nextScore() - options.groupExpiryMs / 1000;
     const members = await this.onGroup(group, (client, key) => readMembers(client, key, expired));
-    if (members.length === 0) return;
+    if (members.length === 0) {
+      this.ctx.notify('groupFanOut', 0);
+      return;
+    }
 
     const perShard = new Map<number, GroupQueue[]>();
     const dead: Buffer[] = [];
     for (const [name, channels] of groupQueues(members)) {
-      if (this.ctx.deadQueue(name)) {
+      if (this.ctx.isDeadQueue(name)) {
         dead.push(...channels);
         continue;
       }
@@ -157,6 +165,8 @@ export class Groups {
       if (queues) queues.push(queue);
       else perShard.set(index, [queue]);
     }
+    // Live members only: a dead process's channels get nothing.
+    this.ctx.notify('groupFanOut', members.length - dead.length);
 
     const score = nextScore();
     const args = {
@@ -165,6 +175,7 @@ export class Groups {
       ttlMs: Math.ceil(options.expiryMs),
     };
     const calls: Array<Promise<void>> = [];
+    // Sent alongside the group message (no round trip of its own): see README "Operations".
     if (dead.length > 0) calls.push(this.removeDead(group, dead));
     for (const [index, queues] of perShard) {
       for (let start = 0; start < queues.length; start += GROUP_SEND_CHUNK) {
@@ -186,11 +197,9 @@ export class Groups {
     if (failed) throw failed.reason;
   }
 
-  /** Removes the channels of dead processes from a group (counted by what Redis removed). */
-  private removeDead(group: string, channels: Buffer[]): Promise<void> {
-    return this.onGroup(group, (client, key) => client.zrem(key, ...channels)).then((n) =>
-      this.ctx.count('deadRemoved', n),
-    );
+  /** The key of a group's members (channels_redis's name). */
+  private key(group: string): string {
+    return `${this.ctx.options.prefix}:group:${group}`;
   }
 
   private addMember(group: string, channel: string, score: number): Promise<boolean> {
@@ -200,9 +209,11 @@ export class Groups {
     );
   }
 
-  /** The key of a group's members (channels_redis's name). */
-  private key(group: string): string {
-    return `${this.ctx.options.prefix}:group:${group}`;
+  /** Removes the channels of dead processes from a group (counted by what Redis removed). */
+  private removeDead(group: string, channels: Buffer[]): Promise<void> {
+    return this.onGroup(group, (client, key) => client.zrem(key, ...channels)).then((n) =>
+      this.ctx.count('deadRemoved', n),
+    );
   }
 
   private counted(

@@ -41,44 +41,63 @@ export interface HealthReport {
   oldestWaitMs: number | undefined;
 }
 
+/** The report of a Redis layer from its servers' health: ok when all are and it is open. */
+export function healthReport(
+  shards: ShardHealth[],
+  layer: { closed: boolean; reader: ReaderState; oldestWaitMs: number | undefined },
+): HealthReport {
+  return {
+    ok: !layer.closed && shards.every((s) => s.ok),
+    shards,
+    reader: layer.reader,
+    oldestWaitMs: layer.oldestWaitMs,
+  };
+}
+
 /** One shard's health, within `timeoutMs` (connecting it first if it is lazy). */
 export function shardHealth(shard: Shard, timeoutMs: number): Promise<ShardHealth> {
   const masterName = shard.spec.options.sentinels?.length ? shard.spec.options.name : undefined;
   const base = { shard: shard.index, id: shard.spec.id, ...(masterName ? { masterName } : {}) };
-  return clientHealth(base, shard.client, timeoutMs, () => shard.whenReady(timeoutMs));
+  return serverHealth(
+    base,
+    async () => {
+      await shard.whenReady(timeoutMs);
+      return shard.client;
+    },
+    timeoutMs,
+  );
 }
 
 /**
- * The health of the server `client` talks to (`base` names it), within `timeoutMs`: `ready`
- * first (a connection), then a PING round trip and HELLO's role.
+ * One server's health (`client()` gives a connection to it), within `timeoutMs`: ok when it
+ * answers PING and is a master.
  */
-export async function clientHealth(
+export async function serverHealth(
   base: Pick<ShardHealth, 'shard' | 'id' | 'masterName'>,
-  client: Redis,
+  client: () => Promise<Redis>,
   timeoutMs: number,
-  ready: () => Promise<void> = () => Promise.resolve(),
 ): Promise<ShardHealth> {
   try {
     const { latencyMs, role } = await deadline(
-      probe(client, ready),
+      client().then(probe),
       timeoutMs,
       () => new Error(`no answer within ${timeoutMs} ms`),
     );
-    if (role !== 'master') {
-      const error = `the server is a ${role ?? 'server of unknown role'}`;
-      return { ...base, ok: false, latencyMs, role, error };
-    }
+    if (role !== 'master')
+      return {
+        ...base,
+        ok: false,
+        latencyMs,
+        role,
+        error: `the server is a ${role ?? 'server of unknown role'}`,
+      };
     return { ...base, ok: true, latencyMs, role };
   } catch (err) {
     return { ...base, ok: false, latencyMs: undefined, role: undefined, error: errorMessage(err) };
   }
 }
 
-async function probe(
-  client: Redis,
-  ready: () => Promise<void>,
-): Promise<{ latencyMs: number; role: ShardHealth['role'] }> {
-  await ready();
+async function probe(client: Redis): Promise<{ latencyMs: number; role: ShardHealth['role'] }> {
   const started = performance.now();
   await client.ping();
   const latencyMs = Math.round((performance.now() - started) * 1000) / 1000;

@@ -43,11 +43,11 @@ function bump(health: Health, role: Role): number {
 export class HostShards implements ShardSet {
   readonly shards: readonly Shard[];
   private readonly indices: readonly number[];
+  /** Per shard: which of its tracked connections are down. */
+  private readonly states: Health[] = [];
   private readonly placement: Placement;
   /** Shards whose server version was checked (ensureVersion resolved): the hot path of run(). */
   private readonly verified: boolean[] = [];
-  /** Per shard: its tracked connections that are down. */
-  private readonly healths: Health[] = [];
 
   constructor(
     hosts: readonly HostEntry[],
@@ -63,7 +63,7 @@ export class HostShards implements ShardSet {
     this.shards = specs.map((spec, i) => {
       const shard = new Shard(i, spec, opts);
       const health: Health = { down: new Set(), epochs: new Map(), trouble: events.trouble(shard) };
-      this.healths.push(health);
+      this.states.push(health);
       shard.on('down', (role: Role) => {
         if (tracked.has(role)) this.down(i, role, health);
       });
@@ -112,6 +112,15 @@ export class HostShards implements ShardSet {
     );
   }
 
+  health(timeoutMs: number): Promise<ShardHealth[]> {
+    return Promise.all(this.shards.map((shard) => shardHealth(shard, timeoutMs)));
+  }
+
+  /** Whether a connection of `role` is down on any shard (Pub/Sub: its subscribers). */
+  isDown(role: Role): boolean {
+    return this.states.some((health) => health.down.has(role));
+  }
+
   /** Every key is read on every shard (see everywhere()). */
   readTargets(wakeKey: string): TargetsOf {
     const targets = this.shards.map((shard) => shardTarget(shard, wakeKey));
@@ -147,15 +156,6 @@ export class HostShards implements ShardSet {
 
   close(): void {
     for (const shard of this.shards) shard.close();
-  }
-
-  health(timeoutMs: number): Promise<ShardHealth[]> {
-    return Promise.all(this.shards.map((shard) => shardHealth(shard, timeoutMs)));
-  }
-
-  /** Whether a `role` connection of any shard is down (dropped, and not back yet). */
-  isDown(role: Role): boolean {
-    return this.healths.some((health) => health.down.has(role));
   }
 
   private async runConnecting<T>(index: number, work: (client: Redis) => Promise<T>): Promise<T> {

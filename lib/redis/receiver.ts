@@ -24,6 +24,7 @@ import { CHANNEL_FIELD, type Codec } from '../serde/codec.ts';
 import type { Message, ReceiveOptions } from '../types.ts';
 import { DeletedChannels, QueuePurge } from './deleted-channels.ts';
 import { Demand } from './demand.ts';
+import type { ReaderState } from './health.ts';
 import { Prefetch, type Popped } from './prefetch.ts';
 import { Reader } from './reader.ts';
 import { giveBackScript } from './script-calls.ts';
@@ -46,6 +47,8 @@ export interface ReceiverContext {
   skipUnreadable(where: string, err: unknown): void;
   report(err: unknown, context: string): void;
   isClosed(): boolean;
+  /** Instrumentation (BaseLayer.observe): `queueWait` per message taken out of Redis. */
+  notify(event: 'queueWait', value: number): void;
 }
 
 /**
@@ -155,9 +158,10 @@ export class Receiver<M extends Message> {
     this.prefetch.clear();
   }
 
-  /** The reader runs (started by the first receive that had to wait, not stopped). */
-  get reading(): boolean {
-    return this.reader !== undefined && !this.reader.stopped;
+  /** Not started (nothing received yet), running, or stopped (closed). */
+  get readerState(): ReaderState {
+    if (this.reader === undefined) return 'idle';
+    return this.reader.stopped ? 'stopped' : 'running';
   }
 
   /** How long the longest-waiting receive has waited (ms), or undefined when none waits. */
@@ -206,10 +210,12 @@ export class Receiver<M extends Message> {
   private route(key: string, { member, score, shard }: Popped): void {
     const { ctx } = this;
     const expiresAt = score * 1000 + this.expiryMs;
-    if (!(expiresAt > Date.now())) {
+    const now = Date.now();
+    if (!(expiresAt > now)) {
       ctx.count('expired');
       return;
     }
+    ctx.notify('queueWait', now - score * 1000);
     let message: Record<string, unknown>;
     try {
       message = ctx.codec.decode(member);

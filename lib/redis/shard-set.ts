@@ -10,11 +10,11 @@
  * counts them and emits them without letting a throwing listener break connection handling.
  */
 import type { Redis } from 'ioredis';
-import type { ShardHealth } from './health.ts';
 import { isClusterHost, type HostEntry } from '../config.ts';
 import { ClusterShards } from './cluster-shards.ts';
 import { HostShards, type HostShardsOptions } from './host-shards.ts';
 import { parseCluster } from './hosts.ts';
+import type { ShardHealth } from './health.ts';
 import type { TargetsOf } from './reader.ts';
 import type { MasterAddress } from './sentinel-watch.ts';
 
@@ -60,10 +60,10 @@ export interface ShardSet {
   failure(index: number, err: unknown, command?: string): unknown;
   /** Deletes every key matching SCAN pattern `pattern` on every master (SCAN, never KEYS). */
   deleteMatching(pattern: string): Promise<void>;
+  /** Each server's state (PING, role), within `timeoutMs`; never rejects. */
+  health(timeoutMs: number): Promise<ShardHealth[]>;
   /** Where the core layer's reader reads each key, with wake keys built from `wakeKey`. */
   readTargets(wakeKey: string): TargetsOf;
-  /** Each shard (a cluster: each master), asked within `timeoutMs`; never rejects. */
-  health(timeoutMs: number): Promise<ShardHealth[]>;
   close(): void;
 }
 

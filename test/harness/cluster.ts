@@ -28,6 +28,7 @@ export interface ClusterOptions {
   args?: string[];
 }
 
+/** A node as started; its role changes with failovers, so ask `view()` / `masters()` for it. */
 export interface ClusterNode {
   readonly server: RedisServer;
   readonly host: string;
@@ -160,7 +161,8 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     throw new Error(`masters out of range: ${masterCount}`);
 
   const nodes: ClusterNode[] = [];
-  const killedAt = new Map<ClusterNode, number>();
+  /** Per killed node: when, and (for a master) a slot it served and its replicas then. */
+  const kills = new Map<ClusterNode, { at: number; slot?: number; replicas: ClusterNode[] }>();
   const isLive = (n: ClusterNode): boolean => n.server.pid !== undefined;
   const live = (): ClusterNode[] => nodes.filter(isLive);
   const byId = (id: string): ClusterNode => {
@@ -327,21 +329,23 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     },
     settled,
     async kill(node) {
+      // Taken before the kill, so promotedWithin works however late it is called.
+      const before = await view().catch(() => []);
+      const slot = before.find((v) => v.id === node.id)?.slots[0]?.[0];
+      const replicas = before
+        .filter((v) => v.masterId === node.id && !v.failed)
+        .map((v) => byId(v.id));
       const at = Date.now();
       await node.server.kill('SIGKILL');
-      killedAt.set(node, at);
+      kills.set(node, { at, slot, replicas });
       return { killedAt: at };
     },
     async promotedWithin(killed, timeoutMs = 30_000) {
-      const since = killedAt.get(killed);
-      if (since === undefined) throw new Error(`:${killed.port} was not killed by this cluster`);
-      const before = (await view()).find((v) => v.id === killed.id);
-      const slot = before?.slots[0]?.[0];
+      const kill = kills.get(killed);
+      if (kill === undefined) throw new Error(`:${killed.port} was not killed by this cluster`);
+      const { at: since, slot } = kill;
       if (slot === undefined) throw new Error(`:${killed.port} served no slots`);
-      const candidates = (await view())
-        .filter((v) => v.masterId === killed.id)
-        .map((v) => byId(v.id))
-        .filter(isLive);
+      const candidates = kill.replicas.filter(isLive);
       let promoted: ClusterNode | undefined;
       await waitFor(
         async () => {
@@ -363,7 +367,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     },
     async restart(node) {
       await node.server.restart();
-      killedAt.delete(node);
+      kills.delete(node);
       await settled();
     },
     async migrateSlot(slot, to, { batchSize = 100 } = {}) {
@@ -387,7 +391,8 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
         );
         keys += batch.length;
       }
-      // Target first (it bumps its epoch and owns the slot), then the source, then the rest.
+      // Target first (it bumps its epoch and owns the slot), then the source, then the other
+      // masters; replicas refuse SETSLOT ("only with masters") and learn it by gossip.
       const others = (await cluster.masters()).filter((m) => m !== to && m !== from);
       for (const m of [to, from, ...others]) {
         await cmd(m, ['CLUSTER', 'SETSLOT', String(slot), 'NODE', to.id]);
