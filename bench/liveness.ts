@@ -66,6 +66,20 @@ async function timedSends(sender: RedisChannelLayer, n: number): Promise<number[
 
 const ms = (v: number): string => v.toFixed(3);
 
+/** Keys matching `pattern` on the server (SCAN). */
+async function countKeys(pattern: string): Promise<number> {
+  const client = new Redis(servers.urls[0]!);
+  let n = 0;
+  let cursor = '0';
+  do {
+    const [next, keys] = await client.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+    cursor = next;
+    n += keys.length;
+  } while (cursor !== '0');
+  client.disconnect();
+  return n;
+}
+
 try {
   // --- 1. live members --------------------------------------------------------------------
   for (let p = 0; p < 10; p++) {
@@ -108,6 +122,7 @@ try {
   // --- 2. dead processes -----------------------------------------------------------------
   const dead: Record<string, number[]> = {};
   const removed: Record<string, number> = {};
+  const queues: Record<string, number> = {};
   for (const mode of ['off', 'on'] as const) {
     const prefix = `b2${mode}`;
     const alive = layer({ liveness: FAST, prefix });
@@ -116,7 +131,7 @@ try {
     for (const g of ghosts) await g.groupAdd(GROUP, await g.newChannel());
     await Promise.all(ghosts.map((g) => g.close())); // no more heartbeats: dead after 500 ms
     const sender = layer({ liveness: mode === 'on' ? FAST : false, prefix });
-    await sender.groupSend(GROUP, { type: 'first' }); // starts its heartbeat
+    await sender.groupSize(GROUP); // starts its heartbeat, writes nothing
     const deadline = Date.now() + 10_000;
     if (mode === 'on')
       while ((await sender.groupSize(GROUP)) !== 1 && Date.now() < deadline)
@@ -124,6 +139,7 @@ try {
     else await new Promise((r) => setTimeout(r, FAST.deadAfterMs + 2 * FAST.heartbeatMs));
     dead[mode] = (await timedSends(sender, SENDS / 4)).sort((a, b) => a - b);
     removed[mode] = sender.stats().deadRemoved;
+    queues[mode] = await countKeys(`${prefix}specific.*`);
   }
   console.log(
     `groupSend, 200 dead processes (1 channel each) + 1 live member, ${SENDS / 4} sends:`,
@@ -131,7 +147,8 @@ try {
   for (const mode of ['on', 'off'] as const)
     console.log(
       `  liveness ${mode.padEnd(3)}: p50 ${ms(percentileSorted(dead[mode]!, 50))} ms, ` +
-        `p99 ${ms(percentileSorted(dead[mode]!, 99))} ms, deadRemoved ${removed[mode]}`,
+        `p99 ${ms(percentileSorted(dead[mode]!, 99))} ms, deadRemoved ${removed[mode]}, ` +
+        `process queue keys in Redis after the sends: ${queues[mode]}`,
     );
 
   // --- 3. idle processes -----------------------------------------------------------------

@@ -12,6 +12,7 @@ import { Cluster } from 'ioredis';
 import { RedisChannelLayer, type LayerOptions } from '../lib/index.ts';
 import { measureFailover, TrafficProbe, type FailoverMeasurement } from './failover-probe.ts';
 import { startCluster, type Cluster as TestCluster, type ClusterNode } from './harness/cluster.ts';
+import { waitFor } from './harness/wait.ts';
 
 /** Small on purpose: sends during a failover must be refused within it, not hang. */
 const COMMAND_TIMEOUT_MS = 1000;
@@ -88,6 +89,33 @@ const queueKey = (prefix: string, channel: string): string =>
   prefix + (channel.includes('!') ? channel.slice(0, channel.indexOf('!') + 1) : channel);
 
 describe('RedisChannelLayer on a Redis Cluster: slots', () => {
+  test('operations: health reports every master; a dead process leaves the group (registry on its slot)', async () => {
+    const prefix = 'cl-ops:';
+    const liveness = { heartbeatMs: 200, deadAfterMs: 1000 };
+    const judge = layerOn({ prefix, liveness });
+    const report = await judge.health();
+    assert.equal(report.ok, true, JSON.stringify(report));
+    assert.equal(report.shards.length, 3);
+    for (const shard of report.shards) assert.equal(shard.role, 'master');
+
+    const gone = layerOn({ prefix, liveness });
+    const channel = await gone.newChannel();
+    await gone.groupAdd('ops', channel);
+    await judge.groupAdd('ops', 'normal.member');
+    const registry = raw();
+    await waitFor(
+      async () => (await registry.zscore(`${prefix}:processes`, gone.clientPrefix)) !== null,
+    );
+    await gone.close(); // no more heartbeats; its membership stays
+    await waitFor(async () => (await judge.groupSize('ops')) === 1, {
+      timeoutMs: 10_000,
+      what: 'the silent process to be judged dead',
+    });
+    await judge.groupSend('ops', { type: 'after' });
+    assert.deepEqual(await registry.zrange(`${prefix}:group:ops`, 0, -1), ['normal.member']);
+    assert.equal(judge.stats().deadRemoved, 1);
+  });
+
   test("keys are channels_redis's names, no hash tags; a tick's sends to 300 slots all land", async () => {
     const layer = layerOn();
     const prefix = `c${prefixes - 1}:`;
