@@ -11,7 +11,6 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import { Redis } from 'ioredis';
@@ -31,16 +30,13 @@ import {
   type SentinelTopology,
 } from './harness/redis.ts';
 import { startCluster, type Cluster as TestCluster } from './harness/cluster.ts';
+import { README_PASSWORD, README_USER, README_USERNAME } from './harness/readme-user.ts';
 import { receiveOrNothing, waitFor } from './harness/wait.ts';
 
-const README_LINE = /^ACL SETUSER (.+)$/m.exec(fs.readFileSync('README.md', 'utf8'));
-assert.ok(README_LINE, 'README.md shows an `ACL SETUSER …` line');
 /** The rules after `ACL SETUSER`, exactly as README shows them. */
-const USER = README_LINE[1]!;
-const USERNAME = USER.split(' ')[0]!;
-const PASSWORD = USER.split(' ')
-  .find((rule) => rule.startsWith('>'))!
-  .slice(1);
+const USER = README_USER;
+const USERNAME = README_USERNAME;
+const PASSWORD = README_PASSWORD;
 
 /**
  * Every receive on a new key is served far below the reader's block timeout (5 s): the wake

@@ -14,17 +14,21 @@ function isAlive(pid: number): boolean {
   }
 }
 
-test('slotOf agrees with CLUSTER KEYSLOT, hash tags included', async () => {
+test('slotOf (cluster-key-slot, what ioredis and the layer place keys by) agrees with CLUSTER KEYSLOT on every key shape chanlayer makes', async () => {
   const cluster = await startCluster({ masters: 1, replicasPerMaster: 0 });
   try {
+    const keySlot = (key: string) =>
+      redisCommand(cluster.nodes[0]!.port, ['CLUSTER', 'KEYSLOT', key]);
     const keys = [
       '',
       'foo',
       'asgi:specific.abc!def',
       'asgi:group:chat',
       'asgi:specific.abc!$inflight',
+      'asgi:processes',
+      // A reader's wake key, hash-tagged to the queue it reads (cluster-shards.ts).
+      'asgi:wake:0123abcd:{asgispecific.abc!}',
       '{user1000}.following',
-      'foo{}{bar}',
       'foo{{bar}}zap',
       'foo{bar}{zap}',
       '{}',
@@ -33,9 +37,13 @@ test('slotOf agrees with CLUSTER KEYSLOT, hash tags included', async () => {
       'héllo wörld ✓',
     ];
     for (const key of keys) {
-      const expected = await redisCommand(cluster.nodes[0]!.port, ['CLUSTER', 'KEYSLOT', key]);
-      assert.equal(slotOf(key), expected, `slot of ${JSON.stringify(key)}`);
+      assert.equal(slotOf(key), await keySlot(key), `slot of ${JSON.stringify(key)}`);
     }
+    // Where the library is wrong: an empty tag `{}` makes Redis hash the whole key, and the
+    // library looks on for a later tag. chanlayer never makes such a key (channel names hold no
+    // braces; a prefix with braces is refused on a cluster). Should the library be fixed, this
+    // fails, and the note goes.
+    assert.notEqual(slotOf('foo{}{bar}'), await keySlot('foo{}{bar}'));
   } finally {
     await cluster.stop();
   }
