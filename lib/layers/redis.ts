@@ -190,7 +190,7 @@ export class RedisChannelLayer<M extends Message = Message>
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.liveness?.stop();
+    await this.liveness?.stop();
     await this.receiver.close(new LayerClosed(this.constructor.name));
     this.shards.close();
     this.groups.clear();
@@ -262,6 +262,10 @@ export class RedisChannelLayer<M extends Message = Message>
       { ...opts, trimAfterMs: Math.ceil(this.options.groupExpiryMs + opts.deadAfterMs) },
       {
         onRegistry: (work) => this.shards.run(index, work),
+        leave: () =>
+          this.shards
+            .run(index, (client) => client.zrem(registry, this.clientPrefix))
+            .then(() => {}),
         restore: () => this.groups.restore(),
         report: (err) => this.reportError(err, 'liveness heartbeat'),
       },

@@ -17,6 +17,7 @@
  *   heartbeat may still remove one meanwhile.
  */
 import type { Redis } from 'ioredis';
+import { deadline } from '../deadline.ts';
 import { heartbeatScript, type HeartbeatVerdict } from './script-calls.ts';
 
 export interface LivenessOptions {
@@ -29,6 +30,8 @@ export interface LivenessOptions {
 export interface LivenessHooks {
   /** Runs `work` with the command client of the registry's shard. */
   onRegistry(work: (client: Redis) => Promise<HeartbeatVerdict>): Promise<HeartbeatVerdict>;
+  /** Removes this process from the registry (ZREM). */
+  leave(): Promise<void>;
   /** Puts back this process's memberships (it had been given up as dead). */
   restore(): Promise<void>;
   /** A heartbeat failure (reported once per run of failures). */
@@ -40,6 +43,9 @@ export interface LivenessHooks {
  * keeps it apart from every channel key (channel names have none) and group key (`:group:`).
  */
 export const REGISTRY_NAME = ':processes';
+
+/** Longest wait for leaving the registry at close(). */
+const LEAVE_MS = 500;
 
 /**
  * The client prefix a queue's non-local name belongs to: `<anything>.P!` → P; undefined for a
@@ -76,10 +82,20 @@ export class Liveness {
     this.beat();
   }
 
-  /** Ends the heartbeat (one in flight ends with the connections, unreported). */
-  stop(): void {
+  /**
+   * Ends the heartbeat and leaves the registry: a clean exit is not a death, and a closed process
+   * leaves nothing behind. Skipped when the registry is not reachable (the last heartbeat failed),
+   * and bounded by LEAVE_MS: close() stays prompt during an outage (the entry then goes the way of
+   * a dead process's).
+   */
+  async stop(): Promise<void> {
+    const joined = this.timer !== undefined;
     this.stopped = true;
     clearInterval(this.timer);
+    if (!joined || this.failing) return;
+    // After a heartbeat in flight, which would otherwise register this process again.
+    const leaving = (this.beating ?? Promise.resolve()).then(() => this.hooks.leave());
+    await deadline(leaving, LEAVE_MS, () => new Error('timeout')).catch(() => {});
   }
 
   /** Whether the queue of non-local name `name` belongs to a process known (freshly) dead. */
