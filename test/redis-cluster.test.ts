@@ -106,7 +106,11 @@ describe('RedisChannelLayer on a Redis Cluster: slots', () => {
     await waitFor(
       async () => (await registry.zscore(`${prefix}:processes`, gone.clientPrefix)) !== null,
     );
-    await gone.close(); // no more heartbeats; its membership stays
+    // Silent from now on, as a killed process would be: no more heartbeats, and (unlike a clean
+    // close(), which leaves the registry) its last heartbeat stays; its membership stays too.
+    const lastBeat = await registry.zscore(`${prefix}:processes`, gone.clientPrefix);
+    await gone.close();
+    await registry.zadd(`${prefix}:processes`, lastBeat!, gone.clientPrefix);
     await waitFor(async () => (await judge.groupSize('ops')) === 1, {
       timeoutMs: 10_000,
       what: 'the silent process to be judged dead',
