@@ -1312,105 +1312,124 @@ for (const T of semanticsTargets)
 
 // ---------------------------------------------------------------------------------------------
 
+/** Where the aborted-receives torture runs: 3 hosts (one channel per shard), or a cluster. */
+const tortureTargets = [
+  {
+    name: 'across 3 shards',
+    hosts: (): HostEntry[] => three.urls,
+    channel: (layer: RedisChannelLayer, i: number) => channelOnShard(layer, i),
+    /** A channels_redis-style writer's client for `channel` (placed by the full name, #221). */
+    writer: (channel: string) => raw(three.urls[crc32Placement(3).index(channel)]!),
+  },
+  {
+    name: 'on a Redis Cluster',
+    hosts: (): HostEntry[] => [{ cluster: cluster.startupNodes() }],
+    channel: (layer: RedisChannelLayer, i: number) => layer.newChannel(`torture${i}`),
+    writer: () => rawCluster() as unknown as Redis,
+  },
+];
+
 describe('RedisChannelLayer: aborted receives lose and duplicate nothing', () => {
-  it('thousands of receives aborted at random moments across 3 shards: every message once, in order per sender', async () => {
-    const prefix = freshPrefix();
-    const receiver = makeLayer({ hosts: three.urls, prefix });
-    const senders = [0, 1, 2].map(() => makeLayer({ hosts: three.urls, prefix, capacity: 10_000 }));
-    const channels = [
-      await channelOnShard(receiver, 0),
-      await channelOnShard(receiver, 1),
-      await channelOnShard(receiver, 2),
-      'torture-normal',
-    ];
-    const place = crc32Placement(3);
-    const PER_SENDER = 300;
-    // Senders: the three layers, plus a channels_redis-style writer placing `!` messages by the
-    // full name (#221) — each sender's messages on one channel stay on one shard.
-    const sendAll = async (): Promise<void> => {
-      await Promise.all(
-        channels.flatMap((channel) => [
-          ...senders.map(async (s, i) => {
-            for (let seq = 0; seq < PER_SENDER; seq++) {
-              await s.send(channel, { type: 't', sender: `s${i}`, seq });
-              if (seq % 50 === 0) await delay(randomInt(3));
-            }
-          }),
-          (async () => {
-            if (!channel.includes('!')) return;
-            const client = raw(three.urls[place.index(channel)]!);
-            const key = prefix + channel.slice(0, channel.indexOf('!') + 1);
-            for (let seq = 0; seq < PER_SENDER; seq++) {
-              await client.zadd(
-                key,
-                Date.now() / 1000 + seq * 1e-6,
-                framed({ type: 't', sender: 'py', seq, __asgi_channel__: channel }),
-              );
-            }
-          })(),
-        ]),
+  for (const T of tortureTargets)
+    it(`thousands of receives aborted at random moments ${T.name}: every message once, in order per sender`, async () => {
+      const prefix = freshPrefix();
+      const receiver = makeLayer({ hosts: T.hosts(), prefix });
+      const senders = [0, 1, 2].map(() =>
+        makeLayer({ hosts: T.hosts(), prefix, capacity: 10_000 }),
       );
-    };
-    let aborted = 0;
-    const receiveAll = async (channel: string, expected: number): Promise<Seq[]> => {
-      const got: Seq[] = [];
-      while (got.length < expected) {
-        const controller = new AbortController();
-        const pending = receiver.receive(channel, { signal: controller.signal });
-        switch (randomInt(5)) {
-          case 0:
-            controller.abort();
-            break;
-          case 1:
-            queueMicrotask(() => controller.abort());
-            break;
-          case 2:
-            setImmediate(() => controller.abort());
-            break;
-          case 3:
-            setTimeout(() => controller.abort(), randomInt(3));
-            break;
-          default:
-            break; // not aborted
-        }
-        try {
-          got.push((await pending) as Seq);
-        } catch (err) {
-          assert.equal((err as Error).name, 'AbortError');
-          aborted++;
-        }
-      }
-      return got;
-    };
-    const expectedFor = (c: string) => PER_SENDER * (c.includes('!') ? 4 : 3);
-    const [results] = await Promise.all([
-      Promise.all(channels.map((c) => receiveAll(c, expectedFor(c)))),
-      sendAll(),
-    ]);
-    assert.ok(aborted >= 1000, `only ${aborted} receives were aborted`);
-    channels.forEach((channel, i) => {
-      const bySender = new Map<string, number[]>();
-      for (const m of results[i]!) {
-        const list = bySender.get(m.sender!) ?? [];
-        list.push(m.seq);
-        bySender.set(m.sender!, list);
-      }
-      for (const [sender, seqs] of bySender) {
-        assert.deepEqual(
-          seqs,
-          Array.from({ length: PER_SENDER }, (_, k) => k),
-          `${channel} from ${sender}`,
+      const channels = [
+        await T.channel(receiver, 0),
+        await T.channel(receiver, 1),
+        await T.channel(receiver, 2),
+        'torture-normal',
+      ];
+      const PER_SENDER = 300;
+      // Senders: the three layers, plus a channels_redis-style writer placing `!` messages by the
+      // full name (#221) — each sender's messages on one channel stay on one shard.
+      const sendAll = async (): Promise<void> => {
+        await Promise.all(
+          channels.flatMap((channel) => [
+            ...senders.map(async (s, i) => {
+              for (let seq = 0; seq < PER_SENDER; seq++) {
+                await s.send(channel, { type: 't', sender: `s${i}`, seq });
+                if (seq % 50 === 0) await delay(randomInt(3));
+              }
+            }),
+            (async () => {
+              if (!channel.includes('!')) return;
+              const client = T.writer(channel);
+              const key = prefix + channel.slice(0, channel.indexOf('!') + 1);
+              for (let seq = 0; seq < PER_SENDER; seq++) {
+                await client.zadd(
+                  key,
+                  Date.now() / 1000 + seq * 1e-6,
+                  framed({ type: 't', sender: 'py', seq, __asgi_channel__: channel }),
+                );
+              }
+            })(),
+          ]),
         );
-      }
-      assert.equal(bySender.size, channel.includes('!') ? 4 : 3);
+      };
+      let aborted = 0;
+      const receiveAll = async (channel: string, expected: number): Promise<Seq[]> => {
+        const got: Seq[] = [];
+        while (got.length < expected) {
+          const controller = new AbortController();
+          const pending = receiver.receive(channel, { signal: controller.signal });
+          switch (randomInt(5)) {
+            case 0:
+              controller.abort();
+              break;
+            case 1:
+              queueMicrotask(() => controller.abort());
+              break;
+            case 2:
+              setImmediate(() => controller.abort());
+              break;
+            case 3:
+              setTimeout(() => controller.abort(), randomInt(3));
+              break;
+            default:
+              break; // not aborted
+          }
+          try {
+            got.push((await pending) as Seq);
+          } catch (err) {
+            assert.equal((err as Error).name, 'AbortError');
+            aborted++;
+          }
+        }
+        return got;
+      };
+      const expectedFor = (c: string) => PER_SENDER * (c.includes('!') ? 4 : 3);
+      const [results] = await Promise.all([
+        Promise.all(channels.map((c) => receiveAll(c, expectedFor(c)))),
+        sendAll(),
+      ]);
+      assert.ok(aborted >= 1000, `only ${aborted} receives were aborted`);
+      channels.forEach((channel, i) => {
+        const bySender = new Map<string, number[]>();
+        for (const m of results[i]!) {
+          const list = bySender.get(m.sender!) ?? [];
+          list.push(m.seq);
+          bySender.set(m.sender!, list);
+        }
+        for (const [sender, seqs] of bySender) {
+          assert.deepEqual(
+            seqs,
+            Array.from({ length: PER_SENDER }, (_, k) => k),
+            `${channel} from ${sender}`,
+          );
+        }
+        assert.equal(bySender.size, channel.includes('!') ? 4 : 3);
+      });
+      // Nothing left over anywhere.
+      for (const c of channels) assert.equal(await receiveOrNothing(receiver, c, 100), undefined);
+      assert.equal(
+        receiver.stats().received,
+        channels.reduce((n, c) => n + expectedFor(c), 0),
+      );
     });
-    // Nothing left over anywhere.
-    for (const c of channels) assert.equal(await receiveOrNothing(receiver, c, 100), undefined);
-    assert.equal(
-      receiver.stats().received,
-      channels.reduce((n, c) => n + expectedFor(c), 0),
-    );
-  });
 });
 
 // ---------------------------------------------------------------------------------------------
