@@ -247,7 +247,6 @@ class ShardLoop {
         lastReported = undefined;
       } catch (err) {
         this.blocking = undefined;
-        console.error(`[reader ${Date.now() % 100000}] ${target.label}: ${errorMessage(err)}`);
         if (reader.stopped) break;
         const message = errorMessage(err);
         // BZPOPMIN met a key turned foreign after the drain: the next drain finds, reports and
