@@ -64,8 +64,8 @@ export const THREE_HOST_TOLERANCE = 0.1;
  */
 export const CLUSTER_TARGET = 0.8;
 
-/** The scenarios that also run on the cluster, next to their 3-host run (issue 17). */
-export const ON_CLUSTER: readonly ScenarioId[] = [
+/** The scenarios every implementation runs, on 1 host (chanlayer also on 3 hosts). */
+const SHARED: readonly ScenarioId[] = [
   'core-seq',
   'core-inflight',
   'core-local',
@@ -73,6 +73,11 @@ export const ON_CLUSTER: readonly ScenarioId[] = [
   'core-group',
   'pubsub-inflight',
   'pubsub-pingpong',
+];
+
+/** The scenarios that also run on the cluster, next to their 3-host run (issue 17). */
+export const ON_CLUSTER: readonly ScenarioId[] = [
+  ...SHARED,
   'core-group-big',
   'core-newkey',
   'core-group-slots',
@@ -347,15 +352,6 @@ export function planRuns(o: {
       add('redis-benchmark', id, 1);
     }
   }
-  const shared: ScenarioId[] = [
-    'core-seq',
-    'core-inflight',
-    'core-local',
-    'core-pingpong',
-    'core-group',
-    'pubsub-inflight',
-    'pubsub-pingpong',
-  ];
   const kind = (id: ScenarioId): 'core' | 'pubsub' =>
     id.startsWith('pubsub-') ? 'pubsub' : 'core';
   const chanlayer = (id: ScenarioId): boolean => o.chanlayer.includes(kind(id));
@@ -365,7 +361,7 @@ export function planRuns(o: {
       add('chanlayer', id, 'cluster');
     }
   };
-  for (const id of shared) {
+  for (const id of SHARED) {
     if (chanlayer(id)) add('chanlayer', id, 1);
     if (chanlayer(id)) add('chanlayer', id, 3);
     onCluster(id);
