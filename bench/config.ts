@@ -11,6 +11,8 @@ export const USAGE = `usage: npm run bench -- [options]
   --apart-warmup S  the same for the ping-pongs with a layer per side, *-pingpong-2proc and
                     *-pingpong-2layer (default 5; --quick: 0.5): two Node processes JIT-compile
                     on one core for their first seconds (docs/performance.md, the cross-process tail)
+  --skip-cluster    no Redis Cluster rows (by default the core and Pub/Sub scenarios marked in
+                    bench/plan.ts ON_CLUSTER also run on a 3-master cluster, after their 3-host run)
   --pin             CPU pinning with taskset: Redis on core 0, clients (and this process) on core 1
   --only LIST       comma-separated scenario or ceiling ids (e.g. core-seq,ping), or substrings
   --impl LIST       chanlayer,channels_redis,bare,redis-benchmark (default all four; bare: the
@@ -24,6 +26,8 @@ export interface Options {
   reps: number;
   quick: boolean;
   pin: boolean;
+  /** Run the ON_CLUSTER scenarios on a 3-master Redis Cluster too. */
+  cluster: boolean;
   only?: string[];
   impls: Set<string>;
   out: string;
@@ -43,6 +47,7 @@ export function parseOptions(argv: string[]): Options | 'help' {
       warmup: { type: 'string' },
       'apart-warmup': { type: 'string' },
       pin: { type: 'boolean', default: false },
+      'skip-cluster': { type: 'boolean', default: false },
       only: { type: 'string' },
       impl: { type: 'string' },
       out: { type: 'string' },
@@ -63,6 +68,7 @@ export function parseOptions(argv: string[]): Options | 'help' {
     reps: Math.round(num(values.reps, quick ? 1 : 3, 'reps')),
     quick,
     pin: values.pin === true,
+    cluster: values['skip-cluster'] !== true,
     only: values.only
       ?.split(',')
       .map((s) => s.trim())

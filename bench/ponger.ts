@@ -7,6 +7,7 @@
  *
  * Usage: node --import tsx bench/ponger.ts '<PongerParams JSON>'
  */
+import { bareUrl } from './bare/index.ts';
 import { BarePubSub } from './bare/pubsub.ts';
 import { loadChanlayer, type LayerFactory } from './scenarios/index.ts';
 import { Watchdog } from './scenarios/common.ts';
@@ -17,7 +18,7 @@ async function main(): Promise<void> {
   const p = JSON.parse(process.argv[2] ?? '') as PongerParams;
   process.stdin.on('close', () => process.exit(1));
   process.stdin.resume();
-  const layer = p.bare ? await BarePubSub.connect(p.hosts[0]!) : await makeLayer(p);
+  const layer = p.bare ? await BarePubSub.connect(bareUrl(p.hosts)) : await makeLayer(p);
   const watchdog = new Watchdog(p.stallSeconds * 1000);
   try {
     const channel = await layer.newChannel();

@@ -1,5 +1,13 @@
 /** From raw per-repetition results to the figures, ratios and verdicts the table shows. */
-import { ROWS, THREE_HOST_TOLERANCE, type RowDef, type Source, type Target } from './plan.ts';
+import {
+  CLUSTER_TARGET,
+  ROWS,
+  THREE_HOST_TOLERANCE,
+  type RowDef,
+  type Source,
+  type Target,
+  type Topology,
+} from './plan.ts';
 import { summarize, type Summary } from './stats.ts';
 import type { ScenarioResult } from './types.ts';
 
@@ -10,12 +18,12 @@ export interface RunRecord {
   key: string;
   impl: string;
   id: string;
-  hosts: number;
+  hosts: Topology;
   reps: RepResult[];
 }
 
 export interface Verdict {
-  target: Target | { vs: '3 hosts'; op: '>=' | '<='; value: number };
+  target: Target | { vs: '3 hosts' | 'cluster'; op: '>=' | '<='; value: number };
   value?: number;
   pass?: boolean;
   text: string;
@@ -30,6 +38,7 @@ export interface RowReport {
   chart?: RowDef['chart'];
   chanlayer1?: Summary;
   chanlayer3?: Summary;
+  cluster?: Summary;
   channelsRedis?: Summary;
   bare?: Summary;
   ceiling?: Summary;
@@ -40,6 +49,8 @@ export interface RowReport {
   bareVsChannelsRedis?: Summary;
   vsCeiling?: Summary;
   threeVsOne?: Summary;
+  /** chanlayer on the cluster ÷ on 3 hosts, per repetition. */
+  clusterVsThree?: Summary;
   verdicts: Verdict[];
 }
 
@@ -79,6 +90,7 @@ export function buildReport(runs: Map<string, RunRecord>, reps: number): RowRepo
   return ROWS.map((def) => {
     const v1 = perRep(runs, def.chanlayer1, reps);
     const v3 = perRep(runs, def.chanlayer3, reps);
+    const vcluster = perRep(runs, def.cluster, reps);
     const vcr = perRep(runs, def.channelsRedis, reps);
     const vbare = perRep(runs, def.bare, reps);
     const vceil = perRep(runs, def.ceiling, reps);
@@ -91,6 +103,7 @@ export function buildReport(runs: Map<string, RunRecord>, reps: number): RowRepo
       chart: def.chart,
       chanlayer1: summarize(v1),
       chanlayer3: summarize(v3),
+      cluster: summarize(vcluster),
       channelsRedis: summarize(vcr),
       bare: summarize(vbare),
       ceiling: summarize(vceil),
@@ -99,6 +112,7 @@ export function buildReport(runs: Map<string, RunRecord>, reps: number): RowRepo
       bareVsChannelsRedis: pairedRatio(vbare, vcr),
       vsCeiling: pairedRatio(v1, vceil),
       threeVsOne: pairedRatio(v3, v1),
+      clusterVsThree: pairedRatio(vcluster, v3),
       verdicts: [],
     };
     for (const t of def.targets) {
@@ -119,6 +133,16 @@ export function buildReport(runs: Map<string, RunRecord>, reps: number): RowRepo
         value: higher ? 1 - THREE_HOST_TOLERANCE : 1 + THREE_HOST_TOLERANCE,
       };
       row.verdicts.push(judge(target, row.threeVsOne?.median, '3h/1h', fmtRatio));
+    }
+    if (def.chanlayer3 && def.cluster && row.cluster) {
+      const higher = def.better === 'higher';
+      const target = {
+        vs: 'cluster' as const,
+        op: higher ? ('>=' as const) : ('<=' as const),
+        value: higher ? CLUSTER_TARGET : 1 / CLUSTER_TARGET,
+      };
+      const fmt = (n: number): string => `${n.toFixed(2)}×`; // 1.25, not 1.3
+      row.verdicts.push(judge(target, row.clusterVsThree?.median, 'cl/3h', fmt));
     }
     return row;
   });

@@ -17,12 +17,18 @@ import { APART, planRuns, type RunSpec } from './plan.ts';
 import { Progress } from './progress.ts';
 import { runCeiling, type CeilingId } from './redis-benchmark.ts';
 import { buildReport, buildWork, type RepResult, type RunRecord } from './report.ts';
-import { loadChanlayer } from './scenarios/index.ts';
+import {
+  layerKindOf,
+  loadChanlayer,
+  refuses,
+  type Chanlayer,
+  type LayerKind,
+} from './scenarios/index.ts';
 import { snapshotLib, type LibSnapshot } from './snapshot.ts';
-import { flushAll, startServers, startWork, type BenchServers } from './servers.ts';
+import { addCluster, flushAll, startServers, startWork, type BenchServers } from './servers.ts';
 import { charts } from './svg.ts';
 import { renderTable, renderWork } from './table.ts';
-import type { ScenarioParams, ScenarioResult } from './types.ts';
+import type { ScenarioId, ScenarioParams, ScenarioResult } from './types.ts';
 
 interface ResultsFile {
   meta: Record<string, unknown>;
@@ -44,7 +50,7 @@ const tryRun = (cmd: string, args: string[]): string | undefined => {
 
 /** Hard limit per client run: a hung layer must cost a run, not the whole bench. */
 function timeoutFor(id: string, o: Options): number {
-  if (id === 'core-group-big') return 300_000;
+  if (id === 'core-group-big' || id === 'core-group-big-slots') return 300_000;
   if (id.endsWith('-memory')) return 180_000;
   return 60_000 + 10_000 * (o.params.duration + Math.max(o.params.warmup, o.apartWarmup));
 }
@@ -55,7 +61,8 @@ async function runOne(
   o: Options,
   pin: string[],
 ): Promise<ScenarioResult> {
-  const hosts = servers.urls.slice(0, spec.hosts);
+  const hosts =
+    spec.hosts === 'cluster' ? [servers.cluster!.entry] : servers.urls.slice(0, spec.hosts);
   if (spec.impl === 'redis-benchmark') {
     return runCeiling(spec.id as CeilingId, {
       port: servers.ports[0]!,
@@ -105,7 +112,8 @@ async function measure(o: Options): Promise<ResultsFile> {
   };
   const skipped = meta.skipped as Record<string, string>;
 
-  let chanlayer: ('core' | 'pubsub')[] = [];
+  let chanlayer: LayerKind[] = [];
+  let loadedChanlayer: Chanlayer | undefined;
   if (o.impls.has('chanlayer')) {
     // Every chanlayer run of this bench tests the lib/ of this moment (see snapshot.ts).
     snapshot = snapshotLib(ROOT);
@@ -116,6 +124,7 @@ async function measure(o: Options): Promise<ResultsFile> {
       skipped.chanlayer = loaded;
       log(`skipping chanlayer: ${loaded}`);
     } else {
+      loadedChanlayer = loaded;
       chanlayer = loaded.kinds;
       for (const why of loaded.missing) log(`skipping part of chanlayer: ${why}`);
       if (loaded.missing.length) skipped.chanlayer = loaded.missing.join('; ');
@@ -150,7 +159,7 @@ async function measure(o: Options): Promise<ResultsFile> {
   }
 
   const only = o.only;
-  const runs = planRuns({
+  let runs = planRuns({
     chanlayer,
     python,
     // The bare clients are Redis clients: no floor to show against the in-memory self-test.
@@ -158,12 +167,35 @@ async function measure(o: Options): Promise<ResultsFile> {
     ceilings,
     bigGroup: !o.params.inMemory,
     apart: !o.params.inMemory,
+    cluster: o.params.inMemory || !o.cluster ? [] : chanlayer,
     only: only && ((id) => only.some((w) => id === w || id.includes(w))),
   });
   if (runs.length === 0) throw new Error('nothing to run (see the skip messages above)');
 
   const servers = await startServers(3, o.pin ? 0 : undefined);
   meta.redis = servers.version;
+  const clusterRuns = runs.filter((r) => r.hosts === 'cluster');
+  if (clusterRuns.length > 0) {
+    try {
+      await addCluster(servers, o.pin ? 0 : undefined);
+      const kinds = [...new Set(clusterRuns.map((r) => layerKindOf(r.id as ScenarioId)))];
+      const refused = new Map<LayerKind, string>();
+      for (const kind of kinds) {
+        const why = await refuses(loadedChanlayer!, kind, [servers.cluster!.entry]);
+        if (why !== undefined) refused.set(kind, why);
+      }
+      for (const [kind, why] of refused) {
+        skipped[`chanlayer ${kind} on a Redis Cluster`] = why;
+        log(`skipping chanlayer ${kind} on a Redis Cluster: ${why}`);
+      }
+      runs = runs.filter(
+        (r) => r.hosts !== 'cluster' || !refused.has(layerKindOf(r.id as ScenarioId)),
+      );
+    } catch (err) {
+      await servers.stop();
+      throw err;
+    }
+  }
   const records = new Map<string, RunRecord>(
     runs.map((r) => [r.key, { key: r.key, impl: r.impl, id: r.id, hosts: r.hosts, reps: [] }]),
   );
@@ -180,7 +212,7 @@ async function measure(o: Options): Promise<ResultsFile> {
         let result: RepResult;
         try {
           await flushAll(servers);
-          const work = await startWork(servers);
+          const work = await startWork(servers, spec.hosts === 'cluster');
           result = await runOne(spec, servers, o, pin);
           result.redis = await work();
           bar.end(o.quick ? `${spec.key}: ${brief(result)}` : undefined);

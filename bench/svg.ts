@@ -17,6 +17,7 @@ interface Series {
 const SERIES: Series[] = [
   { name: 'chanlayer, 1 host', color: '#2563eb', pick: (r) => r.chanlayer1 },
   { name: 'chanlayer, 3 hosts', color: '#93c5fd', pick: (r) => r.chanlayer3 },
+  { name: 'chanlayer, Redis Cluster', color: '#16a34a', pick: (r) => r.cluster },
   { name: 'channels_redis 4.0', color: '#ea580c', pick: (r) => r.channelsRedis },
   { name: 'Redis ceiling (redis-benchmark)', color: '#9ca3af', pick: (r) => r.ceiling },
 ];
@@ -96,9 +97,12 @@ export function barChart(title: string, subtitle: string, rows: RowReport[]): st
       `<text x="${tx}" y="${bottom + 16}" text-anchor="middle" class="tick">${tickLabel(10 ** e)}</text>`,
     );
   }
-  const legend = SERIES.map((s, i) => {
-    const lx = LEFT + (i % 2) * 260;
-    const ly = 64 + Math.floor(i / 2) * 16;
+  // Only the series drawn; a fifth (the cluster) makes it three columns, still above TOP.
+  const shown = SERIES.filter((s) => groups.some((g) => g.bars.some((b) => b.s === s)));
+  const columns = shown.length > 4 ? 3 : 2;
+  const legend = shown.map((s, i) => {
+    const lx = LEFT + (i % columns) * (columns === 3 ? 240 : 260);
+    const ly = 64 + Math.floor(i / columns) * 16;
     return (
       `<rect x="${lx}" y="${ly - 9}" width="11" height="11" fill="${s.color}"/>` +
       `<text x="${lx + 16}" y="${ly}" class="legend">${esc(s.name)}</text>`

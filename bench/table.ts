@@ -28,23 +28,27 @@ function markdown(header: string[], body: string[][], numeric: (i: number) => bo
 }
 
 const measured = (r: RowReport): boolean =>
-  [r.chanlayer1, r.chanlayer3, r.channelsRedis, r.bare, r.ceiling].some(Boolean);
+  [r.chanlayer1, r.chanlayer3, r.cluster, r.channelsRedis, r.bare, r.ceiling].some(Boolean);
 
 /** `notes`: run-specific lines (smaller quick-run sizes, failed runs) printed under the table. */
 export function renderTable(all: RowReport[], notes: string[] = []): string {
   // Rows nothing was measured for (--only, skipped implementations) are left out.
   const rows = all.filter(measured);
+  // The cluster columns only when a cluster run was measured: other tables keep their shape.
+  const cluster = rows.some((r) => r.cluster);
   const header = [
     'scenario',
     'unit',
     'chanlayer 1 host',
     'chanlayer 3 hosts',
+    ...(cluster ? ['chanlayer cluster'] : []),
     'channels_redis',
     'bare Node client',
     'Redis ceiling',
     '÷ channels_redis',
     '÷ ceiling',
     '3 hosts ÷ 1',
+    ...(cluster ? ['cluster ÷ 3 hosts'] : []),
     'targets',
   ];
   const body = rows.map((r) => [
@@ -52,12 +56,14 @@ export function renderTable(all: RowReport[], notes: string[] = []): string {
     r.unit,
     cell(r.chanlayer1, r.unit),
     cell(r.chanlayer3, r.unit),
+    ...(cluster ? [cell(r.cluster, r.unit)] : []),
     cell(r.channelsRedis, r.unit),
     cell(r.bare, r.unit),
     cell(r.ceiling, r.unit),
     ratio(r.vsChannelsRedis),
     ratio(r.vsCeiling),
     ratio(r.threeVsOne),
+    ...(cluster ? [ratio(r.clusterVsThree)] : []),
     [
       ...r.verdicts.map((v) => v.text),
       ...(r.bareVsChannelsRedis ? [`bare client ${ratio(r.bareVsChannelsRedis)} CR`] : []),
@@ -65,7 +71,7 @@ export function renderTable(all: RowReport[], notes: string[] = []): string {
   ]);
   const ceilings = rows.filter((r) => r.ceilingLabel).map((r) => `- ${r.label}: ${r.ceilingLabel}`);
   return [
-    ...markdown(header, body, (i) => i >= 2 && i <= 9),
+    ...markdown(header, body, (i) => i >= 2 && i < header.length - 1),
     '',
     'Medians of the repetitions, (min–max) when more than one. Ratios: chanlayer 1 host ÷ the',
     'column (and chanlayer 3 hosts ÷ 1 host), taken per repetition, then the median. Targets',
@@ -73,6 +79,12 @@ export function renderTable(all: RowReport[], notes: string[] = []): string {
     '1 host" with 10% slack for noise; ✓ met, ✗ missed (by the factor shown), · not measured.',
     'Bare Node client: the same scenario code against a client with no layer (bench/bare/), doing',
     "only the protocol's own work: the floor of that row on this machine.",
+    ...(cluster
+      ? [
+          'Cluster: chanlayer on a 3-master Redis Cluster (no replicas), run right after its 3-host',
+          'run; cl/3h = cluster ÷ 3 hosts, ≥0.80× wanted (a latency row: ≤1.25×).',
+        ]
+      : []),
     'Redis ceiling of each row:',
     ...ceilings,
     ...(notes.length ? ['', ...notes] : []),

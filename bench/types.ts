@@ -17,14 +17,24 @@ export const SCENARIOS = [
   'pubsub-pingpong-2proc',
   'pubsub-pingpong-2layer',
   'core-newkey',
+  // chanlayer only: groupSend to members spread over many slots (3 hosts against a cluster).
+  'core-group-slots',
+  'core-group-big-slots',
 ] as const;
 export type ScenarioId = (typeof SCENARIOS)[number];
+
+/**
+ * A shard a client run uses: a `redis://` URL, or the `{ cluster }` hosts entry of a Redis
+ * Cluster (chanlayer only; the bench's cluster has masters only, slots split evenly in order:
+ * bench/servers.ts).
+ */
+export type BenchHost = string | { cluster: [string, number][] };
 
 /** What the orchestrator hands a client run (passed as one JSON argument to both languages). */
 export interface ScenarioParams {
   scenario: ScenarioId;
-  /** `redis://` URLs of the shards this run uses (1 or 3). */
-  hosts: string[];
+  /** The shards this run uses: 1 or 3 `redis://` URLs, or one cluster entry. */
+  hosts: BenchHost[];
   /** Seconds of measurement for the streaming and ping-pong scenarios. */
   duration: number;
   /** Seconds run and thrown away first (connections, JIT, caches). */
@@ -67,7 +77,7 @@ export const PAYLOAD = 'x'.repeat(100);
  */
 export interface PongerParams {
   kind: 'core' | 'pubsub';
-  hosts: string[];
+  hosts: BenchHost[];
   /** The pinger's channel: every message is echoed there. */
   replyTo: string;
   stallSeconds: number;

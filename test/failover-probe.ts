@@ -25,6 +25,7 @@ import {
   type Reply,
   type SentinelTopology,
 } from './harness/redis.ts';
+import type { Cluster, ClusterNode } from './harness/cluster.ts';
 import { waitFor } from './harness/wait.ts';
 
 export interface SendRecord {
@@ -339,8 +340,27 @@ export interface FailoverMeasurement {
   }>;
 }
 
-/** What a failover needs of a topology: a Sentinel group, or a cluster master (cluster-failover). */
+/** What a failover needs of a topology: a Sentinel group, or a cluster master (clusterFailover). */
 export type FailoverTopology = Pick<SentinelTopology, 'killMaster' | 'waitForNewMaster'>;
+
+/**
+ * One master of a Redis Cluster as a FailoverTopology: `killMaster` SIGKILLs `victim` (the
+ * master holding the probes' keys: the caller picks it), `waitForNewMaster` waits until one of
+ * its replicas says it is master of its slots (test/harness/cluster.ts `promotedWithin`). The
+ * victim stays down: `cluster.restart(victim)` brings it back as a replica.
+ */
+export function clusterFailover(cluster: Cluster, victim: ClusterNode): FailoverTopology {
+  return {
+    async killMaster() {
+      const { killedAt } = await cluster.kill(victim);
+      return { killedAt, port: victim.port };
+    },
+    async waitForNewMaster(_oldPort, timeoutMs) {
+      const p = await cluster.promotedWithin(victim, timeoutMs);
+      return { port: p.node.port, promotedAt: p.promotedAt };
+    },
+  };
+}
 
 export interface FailoverPlan {
   topology: FailoverTopology;

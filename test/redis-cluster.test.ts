@@ -10,7 +10,12 @@ import { after, before, describe, test, type TestContext } from 'node:test';
 import calculateSlot from 'cluster-key-slot';
 import { Cluster } from 'ioredis';
 import { RedisChannelLayer, type LayerOptions } from '../lib/index.ts';
-import { measureFailover, TrafficProbe, type FailoverMeasurement } from './failover-probe.ts';
+import {
+  clusterFailover,
+  measureFailover,
+  TrafficProbe,
+  type FailoverMeasurement,
+} from './failover-probe.ts';
 import { startCluster, type Cluster as TestCluster, type ClusterNode } from './harness/cluster.ts';
 import { waitFor } from './harness/wait.ts';
 
@@ -246,22 +251,10 @@ describe('RedisChannelLayer on a Redis Cluster: faults under traffic', () => {
     ];
     const flowing = new TrafficProbe(layer, bystander, { tag: 'bystander' });
     flowing.start();
-    let killed: ClusterNode | undefined;
+    /** Down until restarted (harness nodes have no pid while killed). */
+    const down = (): boolean => victim!.server.pid === undefined;
     try {
-      const m = await measureFailover({
-        probes,
-        topology: {
-          killMaster: async () => {
-            killed = victim!;
-            const { killedAt } = await cluster.kill(victim!);
-            return { killedAt, port: victim!.port };
-          },
-          waitForNewMaster: async (_oldPort, timeoutMs) => {
-            const p = await cluster.promotedWithin(killed!, timeoutMs);
-            return { port: p.node.port, promotedAt: p.promotedAt };
-          },
-        },
-      });
+      const m = await measureFailover({ probes, topology: clusterFailover(cluster, victim!) });
       t.diagnostic(describeRun(m, 'cluster failover'));
       assertHealthy(m, RESUME_AFTER_PROMOTION_MS);
       // The healthy master's key flowed during the outage (kill → promotion).
@@ -283,8 +276,7 @@ describe('RedisChannelLayer on a Redis Cluster: faults under traffic', () => {
       ];
       for (const p of again) p.start();
       await Promise.all(again.map((p) => p.receivedAtLeast(50, 30_000)));
-      await cluster.restart(killed!);
-      killed = undefined;
+      await cluster.restart(victim!);
       assert.ok(
         (await cluster.masters()).every((m) => m.id !== victim!.id),
         'back as a replica',
@@ -295,7 +287,7 @@ describe('RedisChannelLayer on a Redis Cluster: faults under traffic', () => {
       }
     } finally {
       await Promise.all([...probes, flowing].map((p) => p.stop()));
-      if (killed) await cluster.restart(killed);
+      if (down()) await cluster.restart(victim!);
     }
   });
 

@@ -15,8 +15,15 @@ export const BARE_SCENARIOS: readonly ScenarioId[] = [
   'pubsub-pingpong-2proc',
 ];
 
+/** The one URL a bare client connects to (it has no cluster mode). */
+export function bareUrl(hosts: ScenarioParams['hosts']): string {
+  const host = hosts[0];
+  if (typeof host !== 'string') throw new Error('the bare client runs on a redis:// URL only');
+  return host;
+}
+
 export async function runBareScenario(p: ScenarioParams): Promise<ScenarioResult> {
-  const host = p.hosts[0]!;
+  const host = bareUrl(p.hosts);
   const a = await BarePubSub.connect(host);
   const b = p.scenario === 'pubsub-pingpong-2layer' ? await BarePubSub.connect(host) : a;
   try {

@@ -3,8 +3,9 @@
  * waiting (an idle consumer); one round is `groupSend` → every member has its message.
  */
 import { crc32 } from 'node:zlib';
+import calculateSlot from 'cluster-key-slot';
 import { percentileSorted } from '../stats.ts';
-import type { ScenarioResult } from '../types.ts';
+import type { BenchHost, ScenarioResult } from '../types.ts';
 import { Watchdog, benchMessage, inBatches, now, sleep, type BenchLayer } from './common.ts';
 
 const GROUP = 'bench.group';
@@ -59,57 +60,156 @@ export async function groupScenario(
   };
 }
 
-/** channels_redis's placement of a process-local channel: crc32 of its non-local part. */
-function shardOf(channel: string, shards: number): number {
-  const nonLocal = channel.slice(0, channel.indexOf('!') + 1);
-  return Math.floor((crc32(nonLocal) & 0xfff) / (4096 / shards));
+/** Where a process's queue key lives: its shard, and (on any topology) its cluster slot. */
+export interface Placement {
+  shards: number;
+  shardOf(channel: string): number;
+  slotOf(channel: string): number;
+}
+
+/** A process-local channel's queue: its non-local part, `…!` (channels_redis). */
+const nonLocal = (channel: string): string => channel.slice(0, channel.indexOf('!') + 1);
+
+/**
+ * Placement of a process's queue on `hosts`: channels_redis's crc32 of the non-local part over
+ * a list of URLs; on a cluster the key's slot (prefix `asgi`, the layers' default), on the
+ * master whose even share of the 16,384 slots holds it (the bench's cluster: bench/servers.ts).
+ */
+export function placementOf(hosts: BenchHost[]): Placement {
+  const slotOf = (channel: string): number => calculateSlot(`asgi${nonLocal(channel)}`);
+  const [first] = hosts;
+  if (typeof first === 'object') {
+    const masters = first.cluster.length;
+    return {
+      shards: masters,
+      shardOf: (channel) => Math.floor((slotOf(channel) * masters) / 16384),
+      slotOf,
+    };
+  }
+  const shards = hosts.length;
+  return {
+    shards,
+    shardOf: (channel) => Math.floor((crc32(nonLocal(channel)) & 0xfff) / (4096 / shards)),
+    slotOf,
+  };
 }
 
 /**
- * 100,000 members (the `bigGroupSize` knob) over every shard. One process's local channels
- * all share one key, so members are split over several receiving layers (think: server
- * processes) chosen so that their keys land on every shard; a separate layer sends.
+ * `count` receiving layers (think: server processes; one process's local channels share one
+ * key) whose queue keys are on `count` different slots and together on every shard. Layers
+ * made and not kept are closed.
+ */
+async function spreadReceivers(
+  make: () => BenchLayer,
+  placement: Placement,
+  count: number,
+): Promise<BenchLayer[]> {
+  const receivers: BenchLayer[] = [];
+  const slots = new Set<number>();
+  const covered = new Set<number>();
+  const spare: BenchLayer[] = [];
+  for (let tries = 0; receivers.length < count && tries < 50 * count; tries++) {
+    const layer = make();
+    const channel = await layer.newChannel();
+    const shard = placement.shardOf(channel);
+    const slot = placement.slotOf(channel);
+    // Every shard first; then any new slot, while enough places are left for the missing shards.
+    const room = count - receivers.length > placement.shards - covered.size;
+    if (!slots.has(slot) && (!covered.has(shard) || room)) {
+      slots.add(slot);
+      covered.add(shard);
+      receivers.push(layer);
+    } else spare.push(layer);
+  }
+  await Promise.all(spare.map((l) => l.close()));
+  if (covered.size < placement.shards) {
+    await Promise.all(receivers.map((l) => l.close()));
+    throw new Error(`receivers on ${covered.size} of ${placement.shards} shards only`);
+  }
+  return receivers;
+}
+
+/** `size` members spread round-robin over `receivers`, added to the group (1,000 in flight). */
+async function membersOn(
+  receivers: BenchLayer[],
+  size: number,
+): Promise<{ members: { layer: BenchLayer; channel: string }[]; groupAddMs: number }> {
+  const members: { layer: BenchLayer; channel: string }[] = [];
+  for (let i = 0; i < size; i++) {
+    const layer = receivers[i % receivers.length]!;
+    members.push({ layer, channel: await layer.newChannel() });
+  }
+  const t0 = now();
+  await inBatches(members, 1000, (m) => m.layer.groupAdd(GROUP, m.channel));
+  return { members, groupAddMs: now() - t0 };
+}
+
+/**
+ * 100,000 members (the `bigGroupSize` knob) over every shard: one receiving layer per shard,
+ * a separate layer sends.
  */
 export async function bigGroupScenario(
   make: () => BenchLayer,
-  shards: number,
+  placement: Placement,
   p: { bigGroupSize: number; iterations: number; stallSeconds: number },
 ): Promise<ScenarioResult> {
-  const receivers: BenchLayer[] = [];
-  const covered = new Set<number>();
-  const spare: BenchLayer[] = [];
-  for (let tries = 0; covered.size < shards && tries < 50; tries++) {
-    const layer = make();
-    const shard = shardOf(await layer.newChannel(), shards);
-    if (covered.has(shard)) spare.push(layer);
-    else {
-      covered.add(shard);
-      receivers.push(layer);
-    }
-  }
-  await Promise.all(spare.map((l) => l.close()));
+  const receivers = await spreadReceivers(make, placement, placement.shards);
   const sender = make();
   try {
-    const members: { layer: BenchLayer; channel: string }[] = [];
-    for (let i = 0; i < p.bigGroupSize; i++) {
-      const layer = receivers[i % receivers.length]!;
-      members.push({ layer, channel: await layer.newChannel() });
-    }
-    const t0 = now();
-    await inBatches(members, 1000, (m) => m.layer.groupAdd(GROUP, m.channel));
-    const setupMs = now() - t0;
+    const { members, groupAddMs } = await membersOn(receivers, p.bigGroupSize);
     const times = await rounds(sender, members, {
       iterations: Math.min(p.iterations, 3),
       warmupIterations: 0,
       stallSeconds: p.stallSeconds,
     });
     return {
-      metrics: { time: percentileSorted(times, 50), groupAddAll: setupMs },
+      metrics: { time: percentileSorted(times, 50), groupAddAll: groupAddMs },
       info: {
         members: members.length,
-        shardsCovered: covered.size,
+        shardsCovered: placement.shards,
         rounds: times,
         messages: times.length * members.length,
+      },
+    };
+  } finally {
+    await Promise.all([sender, ...receivers].map((l) => l.close()));
+  }
+}
+
+/** Receiving layers of the `*-slots` group scenarios: as many queue keys on as many slots. */
+export const SLOT_RECEIVERS = 16;
+
+/**
+ * groupSend to `size` members whose queues are on SLOT_RECEIVERS slots covering every shard
+ * (on a cluster: every master, one per-key script call per member queue, auto-pipelined per
+ * node); a separate layer sends. Reports p50/p99 of groupSend → all received, and members
+ * delivered per second at the p50.
+ */
+export async function slotsGroupScenario(
+  make: () => BenchLayer,
+  placement: Placement,
+  size: number,
+  p: { iterations: number; warmupIterations: number; stallSeconds: number },
+): Promise<ScenarioResult> {
+  const receivers = await spreadReceivers(make, placement, SLOT_RECEIVERS);
+  const sender = make();
+  try {
+    const { members, groupAddMs } = await membersOn(receivers, size);
+    const times = await rounds(sender, members, p);
+    const p50 = percentileSorted(times, 50);
+    return {
+      metrics: {
+        p50,
+        p99: percentileSorted(times, 99),
+        membersPerSec: (members.length / p50) * 1000,
+        groupAddAll: groupAddMs,
+      },
+      info: {
+        members: members.length,
+        receivers: receivers.length,
+        shards: placement.shards,
+        rounds: times,
+        messages: (p.warmupIterations + p.iterations) * members.length,
       },
     };
   } finally {

@@ -1,7 +1,7 @@
 /** Dispatch from a scenario id to its chanlayer implementation. */
-import type { ScenarioParams, ScenarioResult } from '../types.ts';
+import type { BenchHost, ScenarioParams, ScenarioResult } from '../types.ts';
 import type { BenchLayer } from './common.ts';
-import { bigGroupScenario, groupScenario } from './group.ts';
+import { bigGroupScenario, groupScenario, placementOf, slotsGroupScenario } from './group.ts';
 import { memoryScenario } from './memory.ts';
 import { newKeyScenario } from './newkey.ts';
 import { crossProcessPingPong, pingPongScenario, twoLayerPingPong } from './pingpong.ts';
@@ -11,7 +11,7 @@ import { layerStats } from './common.ts';
 
 export type LayerKind = 'core' | 'pubsub';
 type LayerCtor = new (options: Record<string, unknown>) => BenchLayer;
-export type LayerFactory = (kind: LayerKind, hosts: string[]) => BenchLayer;
+export type LayerFactory = (kind: LayerKind, hosts: BenchHost[]) => BenchLayer;
 
 /**
  * Capacity far above any backlog a run builds, on both sides (channels_redis gets the same):
@@ -79,14 +79,44 @@ export async function loadChanlayer(
   };
 }
 
+/**
+ * Why a layer of `kind` refuses `hosts` (the Pub/Sub layer a cluster entry, until it runs on
+ * one), or undefined when it takes them: such runs are skipped with the reason, not failed. The
+ * layer made to find out is closed.
+ */
+export async function refuses(
+  chanlayer: Chanlayer,
+  kind: LayerKind,
+  hosts: BenchHost[],
+): Promise<string | undefined> {
+  try {
+    await chanlayer.make(kind, hosts).close();
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
 export function layerKindOf(scenario: ScenarioParams['scenario']): LayerKind {
   return scenario.startsWith('pubsub-') ? 'pubsub' : 'core';
 }
 
 export async function runScenario(make: LayerFactory, p: ScenarioParams): Promise<ScenarioResult> {
   const kind = layerKindOf(p.scenario);
+  const layerOnHosts = (): BenchLayer => make(kind, p.hosts);
   if (p.scenario === 'core-group-big') {
-    return bigGroupScenario(() => make(kind, p.hosts), p.hosts.length, p);
+    return bigGroupScenario(layerOnHosts, placementOf(p.hosts), p);
+  }
+  if (p.scenario === 'core-group-slots') {
+    return slotsGroupScenario(layerOnHosts, placementOf(p.hosts), p.groupSize, p);
+  }
+  if (p.scenario === 'core-group-big-slots') {
+    // At most 10 measured rounds (and 1 warm-up) of 100,000 deliveries each.
+    return slotsGroupScenario(layerOnHosts, placementOf(p.hosts), p.bigGroupSize, {
+      iterations: Math.min(p.iterations, 10),
+      warmupIterations: Math.min(p.warmupIterations, 1),
+      stallSeconds: p.stallSeconds,
+    });
   }
   if (p.scenario.endsWith('-pingpong-2layer')) {
     return twoLayers(make, kind, p.hosts, (ping, pong) => twoLayerPingPong(ping, pong, p));
@@ -143,7 +173,7 @@ export async function runScenario(make: LayerFactory, p: ScenarioParams): Promis
 async function twoLayers(
   make: LayerFactory,
   kind: LayerKind,
-  hosts: string[],
+  hosts: BenchHost[],
   run: (a: BenchLayer, b: BenchLayer) => Promise<ScenarioResult>,
 ): Promise<ScenarioResult> {
   const a = make(kind, hosts);
