@@ -3,7 +3,7 @@
  * the same names and bytes as on standalone hosts (no hash tags added to channel or group keys).
  *
  * - Commands go through one ioredis `Cluster`, auto-pipelined: per node, everything of a tick
- *   is one write, whatever slots it touches. The layer's "shard index" here is the key's slot,
+ *   is one write, whatever slots it touches (scripts through cluster-batch.ts, to the same end). The layer's "shard index" here is the key's slot,
  *   so every multi-key script call (a tick's sends, a group send's chunk, a drain) holds keys of
  *   one slot only: never CROSSSLOT.
  * - A command lost with its connection is never sent again behind the caller's back
@@ -26,6 +26,7 @@ import calculateSlot from 'cluster-key-slot';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { ConnectionError, errorMessage } from '../errors.ts';
 import { deadline } from '../deadline.ts';
+import { ScriptBatches } from './cluster-batch.ts';
 import { explainFailure } from './failures.ts';
 import { nextReady } from './ready.ts';
 import { serverHealth, type ShardHealth } from './health.ts';
@@ -92,6 +93,8 @@ export class ClusterShards implements ShardSet {
   /** Open blocking connections of the reader: the slot each reads, and the node it went to. */
   private readonly blocking = new Map<Redis, { slot: number; node: string }>();
   private readyWait: Promise<void> | undefined;
+  /** Script calls batched per node and tick (cluster-batch.ts). */
+  private readonly batches: ScriptBatches;
   private closed = false;
 
   constructor(
@@ -125,6 +128,7 @@ export class ClusterShards implements ShardSet {
       },
     });
     defineScripts(this.client as unknown as Redis, SCRIPTS);
+    this.batches = new ScriptBatches(this.client);
     this.troubleReport = events.trouble({
       client: this.client,
       on: (event, listener) => this.trouble.on(event, listener),
@@ -145,7 +149,7 @@ export class ClusterShards implements ShardSet {
   }
 
   run<T>(index: number, work: (client: Redis) => Promise<T>): Promise<T> {
-    const client = this.client as unknown as Redis;
+    const { client } = this.batches;
     if (this.client.status === 'ready') {
       try {
         return work(client).catch((err: unknown) => {
