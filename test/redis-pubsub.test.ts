@@ -26,6 +26,7 @@ import {
   WrongClientPrefix,
 } from '../lib/index.ts';
 import type { RedisPubSubOptions } from '../lib/layers/redis-pubsub.ts';
+import type { HostPubSub } from '../lib/redis/pubsub-hosts.ts';
 import { Fernet } from '../lib/serde/fernet.ts';
 import { msgpackSerializer } from '../lib/serde/msgpack.ts';
 import {
@@ -64,6 +65,11 @@ function makeLayer(
   const layer = new RedisPubSubChannelLayer({ hosts: urls, logger: log, ...opts });
   layers.add(layer);
   return Object.assign(layer, { log });
+}
+
+/** Each shard's subscriber connection of a layer on hosts. */
+function subscriberClients(layer: RedisPubSubChannelLayer): readonly Redis[] {
+  return (layer['transport'] as HostPubSub).subscriberClients;
 }
 
 async function numsub(server: RedisServer, name: string): Promise<number> {
@@ -158,7 +164,7 @@ describe('RedisPubSubChannelLayer on one host', () => {
     const layer = makeLayer(redis.urls);
     const errors: unknown[] = [];
     layer.on('error', (err) => errors.push(err));
-    const sub = layer['subscriptions'][0]!.client;
+    const sub = subscriberClients(layer)[0]!;
     await once(sub, 'connect');
     const ch = await layer.newChannel();
     await waitFor(() => sub.status === 'ready', { what: 'subscriber connection ready' });
@@ -1003,7 +1009,7 @@ describe('RedisPubSubChannelLayer subscriber connection handshake (3 hosts)', ()
     const errors: unknown[] = [];
     layer.on('error', (err) => errors.push(err));
     // Sockets connected, handshake replies held: the connections are in ioredis's 'connect'.
-    await Promise.all(layer['subscriptions'].map((s) => once(s.client, 'connect')));
+    await Promise.all(subscriberClients(layer).map((client) => once(client, 'connect')));
     const made = Array.from({ length: 12 }, () => layer.newChannel());
     for (const m of made) m.catch(() => {});
     await new Promise((r) => setTimeout(r, 50));

@@ -180,4 +180,9 @@ export const ERROR_TEXT = {
   clusterNotReady: "Cluster isn't ready",
   /** Cluster: MOVED/ASK/TRYAGAIN/CLUSTERDOWN followed `maxRedirections` times. */
   clusterRedirections: 'Too many Cluster redirections',
+  /**
+   * Cluster, sharded subscriber: a push no command waits for, here the `sunsubscribe` Redis
+   * sends when a subscribed channel's slot moves away (docs/cluster.md (b)).
+   */
+  slotUnsubscribed: 'Last reply: sunsubscribe,',
 } as const;

@@ -1,0 +1,126 @@
+/**
+ * Pub/Sub on one Redis Cluster (pubsub-transport.ts), under channels_redis's names (no hash
+ * tags). Sharded by default: SPUBLISH to the channel's slot owner, SSUBSCRIBE through ioredis's
+ * sharded subscribers (one connection per master), one slot's names per command (ioredis
+ * refuses channels of several slots in one). `clusterPubSub: 'global'`: PUBLISH and SUBSCRIBE
+ * (one subscriber connection; every publish crosses the cluster bus to every node).
+ *
+ * Connections, events and failures are ClusterShards's (the cluster is shard 0); resubscribing
+ * after a failover is ioredis's, and after a slot move ClusterShards makes it happen.
+ */
+import calculateSlot from 'cluster-key-slot';
+import type { Cluster, Redis } from 'ioredis';
+import { ClusterShards } from './cluster-shards.ts';
+import type { ShardHealth } from './health.ts';
+import type { ClusterSpec } from './hosts.ts';
+import type { PubSubTransport, PubSubTransportOptions } from './pubsub-transport.ts';
+import type { ShardSetEvents } from './shard-set.ts';
+import { chunked, Subscriptions, type SubscriberPort } from './subscriber.ts';
+
+const noop = (): void => {};
+
+/** `names` by slot, each slot's in chunks: what one SSUBSCRIBE may carry. */
+function bySlot(names: string[]): string[][] {
+  const slots = new Map<number, string[]>();
+  for (const name of names) {
+    const slot = calculateSlot(name);
+    const same = slots.get(slot);
+    if (same) same.push(name);
+    else slots.set(slot, [name]);
+  }
+  return [...slots.values()].flatMap(chunked);
+}
+
+/** The cluster client as Subscriptions' port, sharded or global. */
+function clusterSubscriber(
+  client: Cluster,
+  sharded: boolean,
+  onMessage: (name: Buffer, payload: Buffer) => void,
+): SubscriberPort {
+  client.on(sharded ? 'smessageBuffer' : 'messageBuffer', onMessage);
+  if (!sharded) {
+    return {
+      get status() {
+        return client.status;
+      },
+      onReady: (listener) => client.prependListener('ready', listener),
+      subscribe: (names) => client.subscribe(...names),
+      unsubscribe: (name) => client.unsubscribe(name),
+      batches: chunked,
+    };
+  }
+  return {
+    get status() {
+      return client.status;
+    },
+    onReady: (listener) => client.prependListener('ready', listener),
+    subscribe: (names) =>
+      client.ssubscribe(...names).catch((err: unknown) => {
+        // ioredis lists the names for resubscription before the command is sent: a failed
+        // SSUBSCRIBE must not come back behind the layer's back.
+        client.sunsubscribe(...names).catch(noop);
+        throw err;
+      }),
+    unsubscribe: (name) => client.sunsubscribe(name),
+    batches: bySlot,
+  };
+}
+
+export class ClusterPubSub implements PubSubTransport {
+  private readonly shards: ClusterShards;
+  readonly subscriptions: readonly Subscriptions[];
+  private readonly sharded: boolean;
+
+  constructor(spec: ClusterSpec, opts: PubSubTransportOptions, events: ShardSetEvents) {
+    this.sharded = opts.clusterPubSub === 'sharded';
+    this.shards = new ClusterShards(
+      spec,
+      { commandTimeoutMs: opts.commandTimeoutMs, pubsub: opts.clusterPubSub },
+      events,
+    );
+    const port = clusterSubscriber(this.shards.client, this.sharded, opts.onMessage);
+    this.subscriptions = [
+      new Subscriptions(port, (err, context) => opts.onError(err, `Redis Cluster: ${context}`)),
+    ];
+  }
+
+  subscriptionsOf(): Subscriptions {
+    // The client connects on first use (a publish connects it through run()); subscriptions
+    // wait for its 'ready'. A failure to connect is reported by the connection events.
+    if (this.shards.client.status === 'wait') this.shards.whenReady().catch(noop);
+    return this.subscriptions[0]!;
+  }
+
+  index(): number {
+    return 0;
+  }
+
+  publish(name: string, payload: Buffer, sent: () => void): Promise<void> {
+    const slot = calculateSlot(name);
+    return this.shards
+      .run(
+        slot,
+        (client: Redis) =>
+          this.sharded ? client.spublish(name, payload) : client.publish(name, payload),
+        this.sharded ? 'the SPUBLISH' : 'the PUBLISH',
+      )
+      .then(sent);
+  }
+
+  unconfirmed(name: string, detail: string): Error {
+    return this.shards.unreachable(`slot ${calculateSlot(name)}: ${detail}`);
+  }
+
+  subscriberDown(): boolean {
+    return this.shards.isDown();
+  }
+
+  health(timeoutMs: number): Promise<ShardHealth[]> {
+    return this.shards.health(timeoutMs);
+  }
+
+  close(): void {
+    this.subscriptions[0]!.close();
+    this.shards.close();
+  }
+}
