@@ -126,7 +126,9 @@ export class ClusterShards implements ShardSet {
       // ioredis's auto-pipeline files a command under the slot of its first argument, which for
       // EVALSHA is the key count, not a key: a script's pipeline then mixes slots and fails.
       // Scripts are written at once instead (each to its node, in the same tick: one round trip).
-      autoPipeliningIgnoredCommands: SCRIPTS.map(scriptCommand),
+      // SPUBLISH/PUBLISH too: an auto-pipeline's MOVED is not followed (the caller got the raw
+      // `MOVED …` during a failover or a slot move; one command alone is redirected).
+      autoPipeliningIgnoredCommands: [...SCRIPTS.map(scriptCommand), 'spublish', 'publish'],
       // Node connections are made on first use: a command meeting one still connecting waits
       // in its queue (bounded by commandTimeout). run() waits for a cluster that is not ready.
       enableOfflineQueue: true,
