@@ -12,7 +12,9 @@ import calculateSlot from 'cluster-key-slot';
 import type { Cluster, Redis } from 'ioredis';
 import { ClusterShards } from './cluster-shards.ts';
 import type { ShardHealth } from './health.ts';
+import { useHelloReadyCheck } from './hello.ts';
 import type { ClusterSpec } from './hosts.ts';
+import { prepareGlobalSubscriber } from './ioredis-internals.ts';
 import type { PubSubTransport, PubSubTransportOptions } from './pubsub-transport.ts';
 import type { ShardSetEvents } from './shard-set.ts';
 import { chunked, Subscriptions, type SubscriberPort } from './subscriber.ts';
@@ -39,6 +41,7 @@ function clusterSubscriber(
 ): SubscriberPort {
   client.on(sharded ? 'smessageBuffer' : 'messageBuffer', onMessage);
   if (!sharded) {
+    prepareGlobalSubscriber(client, useHelloReadyCheck);
     return {
       get status() {
         return client.status;
