@@ -9,7 +9,7 @@
  * after a failover is ioredis's, and after a slot move ClusterShards makes it happen.
  */
 import calculateSlot from 'cluster-key-slot';
-import type { Cluster, Redis } from 'ioredis';
+import { Command, type Cluster, type Redis } from 'ioredis';
 import { ClusterShards } from './cluster-shards.ts';
 import type { ShardHealth } from './health.ts';
 import { useHelloReadyCheck } from './hello.ts';
@@ -69,6 +69,23 @@ function clusterSubscriber(
   };
 }
 
+/**
+ * PUBLISH on the master of the name's slot. ioredis sends a command without keys to a random
+ * node: two publishes on one channel could then cross the cluster bus on different links and
+ * arrive out of order. (`node` is Cluster.sendCommand's own routing argument, as its pipelines
+ * use it.)
+ */
+function globalPublish(
+  client: Redis,
+  slot: number,
+  name: string,
+  payload: Buffer,
+): Promise<unknown> {
+  const command = new Command('publish', [name, payload]);
+  (client as unknown as Cluster).sendCommand(command, undefined, { slot });
+  return command.promise;
+}
+
 export class ClusterPubSub implements PubSubTransport {
   private readonly shards: ClusterShards;
   readonly subscriptions: readonly Subscriptions[];
@@ -104,7 +121,9 @@ export class ClusterPubSub implements PubSubTransport {
       .run(
         slot,
         (client: Redis) =>
-          this.sharded ? client.spublish(name, payload) : client.publish(name, payload),
+          this.sharded
+            ? client.spublish(name, payload)
+            : globalPublish(client, slot, name, payload),
         this.sharded ? 'the SPUBLISH' : 'the PUBLISH',
       )
       .then(sent);
