@@ -157,66 +157,69 @@ for (const mode of ['sharded', 'global'] as const) {
 }
 
 describe('RedisPubSubChannelLayer on a Redis Cluster: faults under traffic', () => {
-  test('SIGKILL the master of a busy channel and group: resumes ≤ promotion + 500 ms, 0 duplicates, losses only before resubscription, trouble reported once', async (t: TestContext) => {
-    const receiving = layerOn();
-    const sending = layerOn();
-    const [victim] = await cluster.masters();
-    const direct = await channelOn(receiving.layer, victim!);
-    const member = await receiving.layer.newChannel();
-    const group = await groupOn(receiving.layer, victim!, 'room');
-    await receiving.layer.groupAdd(group, member);
-    const probes = [
-      new TrafficProbe(receiving.layer, direct, { tag: 'direct', sender: sending.layer }),
-      new TrafficProbe(receiving.layer, member, { tag: 'group', group, sender: sending.layer }),
-    ];
-    let killed: ClusterNode | undefined;
-    try {
-      const m = await measureFailover({
-        probes,
-        topology: {
-          killMaster: async () => {
-            killed = victim!;
-            const { killedAt } = await cluster.kill(victim!);
-            return { killedAt, port: victim!.port };
+  for (const mode of ['sharded', 'global'] as const) {
+    test(`${mode} Pub/Sub: SIGKILL the master of a busy channel and group: resumes ≤ promotion + 500 ms, 0 duplicates, losses only before resubscription, trouble reported once`, async (t: TestContext) => {
+      const numsub = mode === 'sharded' ? shardNumsub : globalNumsub;
+      const receiving = layerOn({ clusterPubSub: mode });
+      const sending = layerOn({ clusterPubSub: mode });
+      const [victim] = await cluster.masters();
+      const direct = await channelOn(receiving.layer, victim!);
+      const member = await receiving.layer.newChannel();
+      const group = await groupOn(receiving.layer, victim!, 'room');
+      await receiving.layer.groupAdd(group, member);
+      const probes = [
+        new TrafficProbe(receiving.layer, direct, { tag: 'direct', sender: sending.layer }),
+        new TrafficProbe(receiving.layer, member, { tag: 'group', group, sender: sending.layer }),
+      ];
+      let killed: ClusterNode | undefined;
+      try {
+        const m = await measureFailover({
+          probes,
+          topology: {
+            killMaster: async () => {
+              killed = victim!;
+              const { killedAt } = await cluster.kill(victim!);
+              return { killedAt, port: victim!.port };
+            },
+            waitForNewMaster: async (_oldPort, timeoutMs) => {
+              const p = await cluster.promotedWithin(killed!, timeoutMs);
+              return { port: p.node.port, promotedAt: p.promotedAt };
+            },
           },
-          waitForNewMaster: async (_oldPort, timeoutMs) => {
-            const p = await cluster.promotedWithin(killed!, timeoutMs);
-            return { port: p.node.port, promotedAt: p.promotedAt };
-          },
-        },
-      });
-      t.diagnostic(`promotion ${m.promotedAt - m.killedAt} ms after the kill`);
-      for (const { probe, resumedAt, summary: s } of m.probes) {
-        t.diagnostic(
-          `${summaryLine(probe, s)}; resumed ${resumedAt - m.promotedAt} ms after promotion`,
-        );
-        assert.ok(
-          resumedAt - m.promotedAt <= RESUME_AFTER_PROMOTION_MS,
-          `${probe.channel}: resumed ${resumedAt - m.promotedAt} ms after promotion`,
-        );
-        assertAtMostOnce(probe, s, resumedAt);
-        assert.ok(s.maxSendMs <= COMMAND_TIMEOUT_MS + SLACK_MS, `a send took ${s.maxSendMs} ms`);
-        for (const message of Object.keys(s.errors)) {
-          assert.match(message, /Redis Cluster/, `unclear error "${message}"`);
+        });
+        t.diagnostic(`promotion ${m.promotedAt - m.killedAt} ms after the kill`);
+        for (const { probe, resumedAt, summary: s } of m.probes) {
+          t.diagnostic(
+            `${summaryLine(probe, s)}; resumed ${resumedAt - m.promotedAt} ms after promotion`,
+          );
+          assert.ok(
+            resumedAt - m.promotedAt <= RESUME_AFTER_PROMOTION_MS,
+            `${probe.channel}: resumed ${resumedAt - m.promotedAt} ms after promotion`,
+          );
+          assertAtMostOnce(probe, s, resumedAt);
+          assert.ok(s.maxSendMs <= COMMAND_TIMEOUT_MS + SLACK_MS, `a send took ${s.maxSendMs} ms`);
+          for (const message of Object.keys(s.errors)) {
+            assert.match(message, /Redis Cluster/, `unclear error "${message}"`);
+          }
         }
+        // Both sides saw it: the receiving one through its masters' connections.
+        for (const side of [receiving, sending]) {
+          const stats = side.layer.stats();
+          assert.ok(stats.disconnects >= 1 && stats.reconnects >= 1, JSON.stringify(stats));
+          assert.ok(stats.failovers >= 1, JSON.stringify(stats));
+          // ioredis's subscribers retry every few ms through the outage: reported once.
+          t.diagnostic(`warnings: ${JSON.stringify(side.warnings)}`);
+          assert.ok(side.warnings.length <= 2, side.warnings.join('\n'));
+          assert.deepEqual(side.errors, []);
+        }
+        assert.equal(await numsub(direct), 1);
+        assert.equal(await numsub(receiving.layer.groupChannel(group)), 1);
+      } finally {
+        await Promise.all(probes.map((p) => p.stop()));
+        if (killed) await cluster.restart(killed);
       }
-      // Both sides saw it: the receiving one through its masters' connections.
-      for (const side of [receiving, sending]) {
-        const stats = side.layer.stats();
-        assert.ok(stats.disconnects >= 1 && stats.reconnects >= 1, JSON.stringify(stats));
-        assert.ok(stats.failovers >= 1, JSON.stringify(stats));
-        // ioredis's subscribers retry every few ms through the outage: reported once.
-        t.diagnostic(`warnings: ${JSON.stringify(side.warnings)}`);
-        assert.ok(side.warnings.length <= 2, side.warnings.join('\n'));
-        assert.deepEqual(side.errors, []);
-      }
-      assert.equal(await shardNumsub(direct), 1);
-      assert.equal(await shardNumsub(receiving.layer.groupChannel(group)), 1);
-    } finally {
-      await Promise.all(probes.map((p) => p.stop()));
-      if (killed) await cluster.restart(killed);
-    }
-  });
+    });
+  }
 
   test('live resharding of the slots of a busy channel and a busy group: resubscribed, nothing lost after, no error', async (t: TestContext) => {
     const receiving = layerOn();

@@ -69,20 +69,36 @@ function clusterSubscriber(
   };
 }
 
+const nodeKey = (node: Redis): string => `${node.options.host}:${node.options.port}`;
+
 /**
- * PUBLISH on the master of the name's slot. ioredis sends a command without keys to a random
- * node: two publishes on one channel could then cross the cluster bus on different links and
- * arrive out of order. (`node` is Cluster.sendCommand's own routing argument, as its pipelines
- * use it.)
+ * The connection a global PUBLISH of a slot's channel goes to: one and the same while it lives,
+ * so one channel's messages never cross the cluster bus on different links (out of order).
+ * ioredis sends a command without keys to a random node. The slot's master; while it is down
+ * (global Pub/Sub does not need it), the first live master by address.
  */
+function globalTarget(cluster: Cluster, slot: number): Redis | undefined {
+  const owner = cluster.slots[slot]?.[0];
+  let fallback: Redis | undefined;
+  for (const node of cluster.nodes('master')) {
+    if (node.status === 'end' || node.status === 'close') continue;
+    if (nodeKey(node) === owner) return node;
+    if (node.status === 'ready' && (!fallback || nodeKey(node) < nodeKey(fallback)))
+      fallback = node;
+  }
+  return fallback;
+}
+
+/** PUBLISH through globalTarget (`node` is Cluster.sendCommand's routing argument, as its pipelines use it). */
 function globalPublish(
   client: Redis,
   slot: number,
   name: string,
   payload: Buffer,
 ): Promise<unknown> {
+  const cluster = client as unknown as Cluster;
   const command = new Command('publish', [name, payload]);
-  (client as unknown as Cluster).sendCommand(command, undefined, { slot });
+  cluster.sendCommand(command, undefined, { slot, redis: globalTarget(cluster, slot) });
   return command.promise;
 }
 
