@@ -221,64 +221,71 @@ describe('RedisPubSubChannelLayer on a Redis Cluster: faults under traffic', () 
     });
   }
 
-  test('live resharding of the slots of a busy channel and a busy group: resubscribed, nothing lost after, no error', async (t: TestContext) => {
-    const receiving = layerOn();
-    const sending = layerOn();
-    const direct = await receiving.layer.newChannel();
-    const member = await receiving.layer.newChannel();
-    await receiving.layer.groupAdd('moving', member);
-    const probes = [
-      new TrafficProbe(receiving.layer, direct, { tag: 'direct', sender: sending.layer }),
-      new TrafficProbe(receiving.layer, member, {
-        tag: 'group',
-        group: 'moving',
-        sender: sending.layer,
-      }),
-    ];
-    for (const p of probes) p.start();
-    try {
-      await Promise.all(probes.map((p) => p.receivedAtLeast(100, 30_000)));
-      const moves: Array<{ probe: TrafficProbe; movedAt: number }> = [];
-      const lines: string[] = [];
-      for (const [i, name] of [direct, receiving.layer.groupChannel('moving')].entries()) {
-        const slot = calculateSlot(name);
-        const owner = await cluster.ownerOf(slot);
-        const to = (await cluster.masters()).find((n) => n.id !== owner.id)!;
-        await cluster.migrateSlot(slot, to);
-        const movedAt = Date.now();
-        moves.push({ probe: probes[i]!, movedAt });
-        lines.push(`slot ${slot} :${owner.port} → :${to.port}`);
-        // Traffic flows again after each move (resubscribed on the new owner).
-        await Promise.all(probes.map((p) => p.receivedAtLeast(p.receives.length + 50, 30_000)));
+  for (const mode of ['sharded', 'global'] as const) {
+    test(`${mode} Pub/Sub: live resharding of the slots of a busy channel and a busy group: resubscribed, nothing lost after, no error`, async (t: TestContext) => {
+      const numsub = mode === 'sharded' ? shardNumsub : globalNumsub;
+      const receiving = layerOn({ clusterPubSub: mode });
+      const sending = layerOn({ clusterPubSub: mode });
+      const direct = await receiving.layer.newChannel();
+      const member = await receiving.layer.newChannel();
+      await receiving.layer.groupAdd('moving', member);
+      const probes = [
+        new TrafficProbe(receiving.layer, direct, { tag: 'direct', sender: sending.layer }),
+        new TrafficProbe(receiving.layer, member, {
+          tag: 'group',
+          group: 'moving',
+          sender: sending.layer,
+        }),
+      ];
+      for (const p of probes) p.start();
+      try {
+        await Promise.all(probes.map((p) => p.receivedAtLeast(100, 30_000)));
+        const moves: Array<{ probe: TrafficProbe; movedAt: number }> = [];
+        const lines: string[] = [];
+        for (const [i, name] of [direct, receiving.layer.groupChannel('moving')].entries()) {
+          const slot = calculateSlot(name);
+          const owner = await cluster.ownerOf(slot);
+          const to = (await cluster.masters()).find((n) => n.id !== owner.id)!;
+          await cluster.migrateSlot(slot, to);
+          const movedAt = Date.now();
+          moves.push({ probe: probes[i]!, movedAt });
+          lines.push(`slot ${slot} :${owner.port} → :${to.port}`);
+          // Traffic flows again after each move (resubscribed on the new owner).
+          await Promise.all(probes.map((p) => p.receivedAtLeast(p.receives.length + 50, 30_000)));
+        }
+        t.diagnostic(lines.join('; '));
+        for (const p of probes) {
+          const gaps = p.receives.slice(1).map((r, k) => r.at - p.receives[k]!.at);
+          t.diagnostic(`${p.channel}: longest pause between receives ${Math.max(...gaps)} ms`);
+        }
+        for (const { probe, movedAt } of moves) {
+          const back = await probe.resumedAfter(movedAt, 10_000);
+          t.diagnostic(
+            `${probe.channel}: first message sent after the move received +${back.receivedAt - movedAt} ms`,
+          );
+          assert.ok(
+            back.receivedAt - movedAt < 2000,
+            `resubscribed ${back.receivedAt - movedAt} ms after`,
+          );
+        }
+        const summaries = await Promise.all(probes.map((p) => p.finish(30_000)));
+        for (const [i, s] of summaries.entries()) {
+          const probe = probes[i]!;
+          t.diagnostic(summaryLine(probe, s));
+          const move = moves.find((mv) => mv.probe === probe)!;
+          const back = probe.firstRoundTripAfter(move.movedAt)!;
+          assertAtMostOnce(probe, s, back.sentAt);
+          assert.equal(s.rejected, 0, `sends rejected: ${JSON.stringify(s.errors)}`);
+        }
+        for (const side of [receiving, sending]) {
+          assert.deepEqual(side.errors, []);
+          assert.deepEqual(side.warnings, []);
+        }
+        assert.equal(await numsub(direct), 1);
+        assert.equal(await numsub(receiving.layer.groupChannel('moving')), 1);
+      } finally {
+        await Promise.all(probes.map((p) => p.stop()));
       }
-      t.diagnostic(lines.join('; '));
-      for (const { probe, movedAt } of moves) {
-        const back = await probe.resumedAfter(movedAt, 10_000);
-        t.diagnostic(
-          `${probe.channel}: first message sent after the move received +${back.receivedAt - movedAt} ms`,
-        );
-        assert.ok(
-          back.receivedAt - movedAt < 2000,
-          `resubscribed ${back.receivedAt - movedAt} ms after`,
-        );
-      }
-      const summaries = await Promise.all(probes.map((p) => p.finish(30_000)));
-      for (const [i, s] of summaries.entries()) {
-        const probe = probes[i]!;
-        t.diagnostic(summaryLine(probe, s));
-        const move = moves.find((mv) => mv.probe === probe)!;
-        const back = probe.firstRoundTripAfter(move.movedAt)!;
-        assertAtMostOnce(probe, s, back.sentAt);
-        assert.equal(s.rejected, 0, `sends rejected: ${JSON.stringify(s.errors)}`);
-      }
-      for (const side of [receiving, sending]) {
-        assert.deepEqual(side.errors, []);
-        assert.deepEqual(side.warnings, []);
-      }
-      assert.equal(await shardNumsub(direct), 1);
-      assert.equal(await shardNumsub(receiving.layer.groupChannel('moving')), 1);
-    } finally {
-      await Promise.all(probes.map((p) => p.stop()));
-    }
-  });
+    });
+  }
 });
