@@ -66,12 +66,20 @@ async function shardNumsub(name: string): Promise<number> {
   return Number(reply[1]);
 }
 
-/** Subscribers of a global channel, summed over every master. */
+/**
+ * Subscribers of a global channel, summed over every live node (ioredis may subscribe on a
+ * replica; a killed node, not restarted yet, has none).
+ */
 async function globalNumsub(name: string): Promise<number> {
   let n = 0;
-  for (const node of await cluster.masters()) {
-    const reply = (await redisCommand(node.port, ['PUBSUB', 'NUMSUB', name])) as unknown[];
-    n += Number(reply[1]);
+  for (const node of cluster.nodes) {
+    const reply = await redisCommand(node.port, ['PUBSUB', 'NUMSUB', name]).catch(
+      (err: NodeJS.ErrnoException) => {
+        if (err.code === 'ECONNREFUSED') return [name, 0];
+        throw err;
+      },
+    );
+    n += Number((reply as unknown[])[1]);
   }
   return n;
 }

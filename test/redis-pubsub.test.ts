@@ -37,7 +37,7 @@ import {
   type RedisGroup,
   type RedisServer,
 } from './harness/redis.ts';
-import { startCluster, type Cluster as TestCluster, type ClusterNode } from './harness/cluster.ts';
+import { startCluster, type Cluster as TestCluster } from './harness/cluster.ts';
 import { startProxy, type RedisProxy } from './harness/proxy.ts';
 import { waitFor, within } from './harness/wait.ts';
 
@@ -199,7 +199,6 @@ let clusterUsers = 0;
 
 function onCluster(mode: 'sharded' | 'global'): PubSubTopology {
   const sharded = mode === 'sharded';
-  const masters = (): Promise<ClusterNode[]> => started!.masters();
   return {
     name: `a Redis Cluster (${mode} Pub/Sub)`,
     group: undefined,
@@ -223,14 +222,14 @@ function onCluster(mode: 'sharded' | 'global'): PubSubTopology {
         );
       }
       let n = 0;
-      for (const node of await masters()) {
+      for (const node of started!.nodes) {
         n += Number(((await redisCommand(node.port, ['PUBSUB', 'NUMSUB', name])) as unknown[])[1]);
       }
       return n;
     },
     channels: async () => {
       const names: string[] = [];
-      for (const node of await masters()) {
+      for (const node of started!.nodes) {
         const command = sharded ? ['PUBSUB', 'SHARDCHANNELS', '*'] : ['PUBSUB', 'CHANNELS', '*'];
         names.push(...((await redisCommand(node.port, command)) as string[]));
       }

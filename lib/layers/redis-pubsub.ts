@@ -13,6 +13,10 @@
  * Delivery is at most once: a message published while nobody (or no connection) is subscribed
  * is gone, as with any Redis Pub/Sub.
  *
+ * Where names are published and subscribed is a transport (redis/pubsub-transport.ts): the
+ * `hosts` shards, or one Redis Cluster — sharded Pub/Sub (SSUBSCRIBE/SPUBLISH) by default,
+ * `clusterPubSub: 'global'` for PUBLISH/SUBSCRIBE — under the same names (docs/pubsub.md).
+ *
  * Decisions (README):
  * - `receive()` on a channel this layer did not create subscribes to it on first use (as
  *   channels_redis does) and keeps that subscription until `deleteChannel()`/`close()`. A
