@@ -25,6 +25,7 @@ import {
   type Reply,
   type SentinelTopology,
 } from './harness/redis.ts';
+import type { Cluster, ClusterNode } from './harness/cluster.ts';
 import { waitFor } from './harness/wait.ts';
 
 export interface SendRecord {
@@ -341,6 +342,33 @@ export interface FailoverMeasurement {
 
 /** What a failover needs of a topology: a Sentinel group, or a cluster master (cluster-failover). */
 export type FailoverTopology = Pick<SentinelTopology, 'killMaster' | 'waitForNewMaster'>;
+
+/** A cluster master as a FailoverTopology (SIGKILL, then its replica's promotion). */
+export interface ClusterFailover extends FailoverTopology {
+  /** Restarts the killed node (back as a replica) unless it was not killed or is back already. */
+  restartKilled(): Promise<void>;
+}
+
+export function clusterFailover(cluster: Cluster, victim: ClusterNode): ClusterFailover {
+  let killed: ClusterNode | undefined;
+  return {
+    async killMaster() {
+      killed = victim;
+      const { killedAt } = await cluster.kill(victim);
+      return { killedAt, port: victim.port };
+    },
+    async waitForNewMaster(_oldPort, timeoutMs) {
+      const p = await cluster.promotedWithin(victim, timeoutMs);
+      return { port: p.node.port, promotedAt: p.promotedAt };
+    },
+    async restartKilled() {
+      if (!killed) return;
+      const node = killed;
+      killed = undefined;
+      await cluster.restart(node);
+    },
+  };
+}
 
 export interface FailoverPlan {
   topology: FailoverTopology;

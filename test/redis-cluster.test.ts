@@ -10,7 +10,12 @@ import { after, before, describe, test, type TestContext } from 'node:test';
 import calculateSlot from 'cluster-key-slot';
 import { Cluster } from 'ioredis';
 import { RedisChannelLayer, type LayerOptions } from '../lib/index.ts';
-import { measureFailover, TrafficProbe, type FailoverMeasurement } from './failover-probe.ts';
+import {
+  clusterFailover,
+  measureFailover,
+  TrafficProbe,
+  type FailoverMeasurement,
+} from './failover-probe.ts';
 import { startCluster, type Cluster as TestCluster, type ClusterNode } from './harness/cluster.ts';
 
 /** Small on purpose: sends during a failover must be refused within it, not hang. */
@@ -214,22 +219,9 @@ describe('RedisChannelLayer on a Redis Cluster: faults under traffic', () => {
     ];
     const flowing = new TrafficProbe(layer, bystander, { tag: 'bystander' });
     flowing.start();
-    let killed: ClusterNode | undefined;
+    const failover = clusterFailover(cluster, victim!);
     try {
-      const m = await measureFailover({
-        probes,
-        topology: {
-          killMaster: async () => {
-            killed = victim!;
-            const { killedAt } = await cluster.kill(victim!);
-            return { killedAt, port: victim!.port };
-          },
-          waitForNewMaster: async (_oldPort, timeoutMs) => {
-            const p = await cluster.promotedWithin(killed!, timeoutMs);
-            return { port: p.node.port, promotedAt: p.promotedAt };
-          },
-        },
-      });
+      const m = await measureFailover({ probes, topology: failover });
       t.diagnostic(describeRun(m, 'cluster failover'));
       assertHealthy(m, RESUME_AFTER_PROMOTION_MS);
       // The healthy master's key flowed during the outage (kill → promotion).
@@ -251,8 +243,7 @@ describe('RedisChannelLayer on a Redis Cluster: faults under traffic', () => {
       ];
       for (const p of again) p.start();
       await Promise.all(again.map((p) => p.receivedAtLeast(50, 30_000)));
-      await cluster.restart(killed!);
-      killed = undefined;
+      await failover.restartKilled();
       assert.ok(
         (await cluster.masters()).every((m) => m.id !== victim!.id),
         'back as a replica',
@@ -263,7 +254,7 @@ describe('RedisChannelLayer on a Redis Cluster: faults under traffic', () => {
       }
     } finally {
       await Promise.all([...probes, flowing].map((p) => p.stop()));
-      if (killed) await cluster.restart(killed);
+      await failover.restartKilled();
     }
   });
 

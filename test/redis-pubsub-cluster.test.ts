@@ -11,7 +11,12 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import calculateSlot from 'cluster-key-slot';
 import { RedisPubSubChannelLayer, type LayerOptions } from '../lib/index.ts';
-import { measureFailover, TrafficProbe, type ProbeSummary } from './failover-probe.ts';
+import {
+  clusterFailover,
+  measureFailover,
+  TrafficProbe,
+  type ProbeSummary,
+} from './failover-probe.ts';
 import { startCluster, type Cluster as TestCluster, type ClusterNode } from './harness/cluster.ts';
 import { redisCommand } from './harness/redis.ts';
 import { waitFor } from './harness/wait.ts';
@@ -179,22 +184,9 @@ describe('RedisPubSubChannelLayer on a Redis Cluster: faults under traffic', () 
         new TrafficProbe(receiving.layer, direct, { tag: 'direct', sender: sending.layer }),
         new TrafficProbe(receiving.layer, member, { tag: 'group', group, sender: sending.layer }),
       ];
-      let killed: ClusterNode | undefined;
+      const failover = clusterFailover(cluster, victim!);
       try {
-        const m = await measureFailover({
-          probes,
-          topology: {
-            killMaster: async () => {
-              killed = victim!;
-              const { killedAt } = await cluster.kill(victim!);
-              return { killedAt, port: victim!.port };
-            },
-            waitForNewMaster: async (_oldPort, timeoutMs) => {
-              const p = await cluster.promotedWithin(killed!, timeoutMs);
-              return { port: p.node.port, promotedAt: p.promotedAt };
-            },
-          },
-        });
+        const m = await measureFailover({ probes, topology: failover });
         t.diagnostic(`promotion ${m.promotedAt - m.killedAt} ms after the kill`);
         for (const { probe, resumedAt, summary: s } of m.probes) {
           t.diagnostic(
@@ -224,7 +216,7 @@ describe('RedisPubSubChannelLayer on a Redis Cluster: faults under traffic', () 
         assert.equal(await numsub(receiving.layer.groupChannel(group)), 1);
       } finally {
         await Promise.all(probes.map((p) => p.stop()));
-        if (killed) await cluster.restart(killed);
+        await failover.restartKilled();
       }
     });
   }
