@@ -50,6 +50,7 @@ function clusterSubscriber(
       subscribe: (names) => client.subscribe(...names),
       unsubscribe: (name) => client.unsubscribe(name),
       batches: chunked,
+      resubscribes: true,
     };
   }
   return {
@@ -66,6 +67,7 @@ function clusterSubscriber(
       }),
     unsubscribe: (name) => client.sunsubscribe(name),
     batches: bySlot,
+    resubscribes: true,
   };
 }
 

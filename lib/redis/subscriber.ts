@@ -38,6 +38,12 @@ export interface SubscriberPort {
   unsubscribe(name: string): Promise<unknown>;
   /** `names` split into what one command may carry (on a cluster, one slot's). */
   batches(names: string[]): string[][];
+  /**
+   * The client subscribes again by itself what Redis confirmed (ioredis's Cluster does): on
+   * 'ready' only names still unconfirmed are sent (resending the others would make ioredis list
+   * them twice).
+   */
+  readonly resubscribes?: boolean;
 }
 
 /** Names per SUBSCRIBE command when resubscribing, so no single command is huge. */
@@ -153,8 +159,12 @@ export class Subscriptions {
       this.unconfirmed.delete(name);
       wait.resolve();
     }
-    // Not ready: the next connection starts without it (subscribeAll() skips it).
-    if (this.port.status !== 'ready') return resolved;
+    // Not ready: the next connection starts without it (subscribeAll() skips it); a client that
+    // resubscribes by itself is told to forget it (sent once it is ready; nothing waits).
+    if (this.port.status !== 'ready') {
+      if (this.port.resubscribes) this.port.unsubscribe(name).catch(noop);
+      return resolved;
+    }
     return this.port.unsubscribe(name).then(noop, (err: unknown) => {
       if (!this.closed && this.port.status === 'ready') this.onError(err, `UNSUBSCRIBE ${name}`);
     });
@@ -188,7 +198,8 @@ export class Subscriptions {
   private subscribeAll(): void {
     if (this.closed) return;
     const replies: Promise<void>[] = [];
-    for (const chunk of this.port.batches([...this.wanted.keys()])) {
+    const names = this.port.resubscribes ? this.unconfirmed.keys() : this.wanted.keys();
+    for (const chunk of this.port.batches([...names])) {
       // Each chunk's acquires are settled when it is confirmed, not when all are.
       const waits = chunk.map((name) => this.unconfirmed.get(name));
       replies.push(
