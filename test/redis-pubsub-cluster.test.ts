@@ -3,7 +3,8 @@
  * replica, `cluster-node-timeout` 1 s): channels_redis's names on sharded (default) and global
  * Pub/Sub, subscriptions grouped by slot and live when the promises resolve, and faults under
  * traffic with counts — a master SIGKILLed, the slots of a busy channel and a busy group moved
- * live — with sender and receiver on separate layers (two processes' worth of clients).
+ * live, and to a master added to the cluster — with sender and receiver on separate layers (two
+ * processes' worth of clients).
  * Pub/Sub keeps nothing: delivery is at most once, so a loss is accepted only while the
  * subscription was not back, and must be explained by that.
  */
@@ -288,4 +289,50 @@ describe('RedisPubSubChannelLayer on a Redis Cluster: faults under traffic', () 
       }
     });
   }
+
+  test('sharded Pub/Sub: a new master takes the slots of a busy channel and a busy group (growing the cluster) under traffic', async (t: TestContext) => {
+    const receiving = layerOn();
+    const sending = layerOn();
+    const direct = await receiving.layer.newChannel();
+    const member = await receiving.layer.newChannel();
+    await receiving.layer.groupAdd('growing', member);
+    const probes = [
+      new TrafficProbe(receiving.layer, direct, { tag: 'direct', sender: sending.layer }),
+      new TrafficProbe(receiving.layer, member, {
+        tag: 'group',
+        group: 'growing',
+        sender: sending.layer,
+      }),
+    ];
+    for (const p of probes) p.start();
+    try {
+      await Promise.all(probes.map((p) => p.receivedAtLeast(100, 30_000)));
+      const added = await cluster.addMaster();
+      const names = [direct, receiving.layer.groupChannel('growing')];
+      const movedAt: number[] = [];
+      for (const name of names) {
+        await cluster.migrateSlot(calculateSlot(name), added);
+        movedAt.push(Date.now());
+        await Promise.all(probes.map((p) => p.receivedAtLeast(p.receives.length + 50, 30_000)));
+      }
+      for (const name of names) {
+        assert.equal((await cluster.ownerOf(calculateSlot(name))).id, added.id);
+        assert.equal(await shardNumsub(name), 1, `${name} subscribed on the new master`);
+      }
+      const summaries = await Promise.all(probes.map((p) => p.finish(30_000)));
+      for (const [i, s] of summaries.entries()) {
+        const probe = probes[i]!;
+        const gaps = probe.receives.slice(1).map((r, k) => r.at - probe.receives[k]!.at);
+        t.diagnostic(`${summaryLine(probe, s)}; longest pause ${Math.max(...gaps)} ms`);
+        assertAtMostOnce(probe, s, probe.firstRoundTripAfter(movedAt[i]!)!.sentAt);
+        assert.equal(s.rejected, 0, `sends rejected: ${JSON.stringify(s.errors)}`);
+      }
+      for (const side of [receiving, sending]) {
+        assert.deepEqual(side.errors, []);
+        assert.deepEqual(side.warnings, []);
+      }
+    } finally {
+      await Promise.all(probes.map((p) => p.stop()));
+    }
+  });
 });
