@@ -186,9 +186,29 @@ describe('RedisPubSubChannelLayer on a Redis Cluster: faults under traffic', () 
         new TrafficProbe(receiving.layer, member, { tag: 'group', group, sender: sending.layer }),
       ];
       const failover = clusterFailover(cluster, victim!);
+      // Joining a group on the dead master's slots while it is down: live when it resolves, or a
+      // ConnectionError — within commandTimeoutMs either way.
+      const late = await groupOn(receiving.layer, victim!, 'late');
+      let joining: Promise<{ ms: number; outcome: string }> | undefined;
+      const topology = {
+        ...failover,
+        async killMaster() {
+          const killed = await failover.killMaster();
+          const start = Date.now();
+          joining = receiving.layer.groupAdd(late, member).then(
+            () => ({ ms: Date.now() - start, outcome: 'resolved' }),
+            (err: Error) => ({ ms: Date.now() - start, outcome: `${err.name}: ${err.message}` }),
+          );
+          return killed;
+        },
+      };
       try {
-        const m = await measureFailover({ probes, topology: failover });
+        const m = await measureFailover({ probes, topology });
         t.diagnostic(`promotion ${m.promotedAt - m.killedAt} ms after the kill`);
+        const joined = await joining!;
+        t.diagnostic(`groupAdd during the outage: ${joined.outcome} after ${joined.ms} ms`);
+        assert.ok(joined.ms <= COMMAND_TIMEOUT_MS + SLACK_MS, `groupAdd took ${joined.ms} ms`);
+        assert.match(joined.outcome, /^resolved$|^ConnectionError: Redis Cluster/);
         for (const { probe, resumedAt, summary: s } of m.probes) {
           t.diagnostic(
             `${summaryLine(probe, s)}; resumed ${resumedAt - m.promotedAt} ms after promotion`,

@@ -33,41 +33,34 @@ function bySlot(names: string[]): string[][] {
   return [...slots.values()].flatMap(chunked);
 }
 
-/** The cluster client as Subscriptions' port, sharded or global. */
+/**
+ * The cluster client as Subscriptions' port, sharded or global. A failed (S)SUBSCRIBE rejects
+ * with `explain`'s error (ConnectionError naming the slot), not ioredis's bare text.
+ */
 function clusterSubscriber(
   client: Cluster,
   sharded: boolean,
   onMessage: (name: Buffer, payload: Buffer) => void,
+  explain: (name: string, err: unknown, command: string) => unknown,
 ): SubscriberPort {
   client.on(sharded ? 'smessageBuffer' : 'messageBuffer', onMessage);
-  if (!sharded) {
-    prepareGlobalSubscriber(client, useHelloReadyCheck);
-    return {
-      get status() {
-        return client.status;
-      },
-      onReady: (listener) => client.prependListener('ready', listener),
-      subscribe: (names) => client.subscribe(...names),
-      unsubscribe: (name) => client.unsubscribe(name),
-      batches: chunked,
-      resubscribes: true,
-    };
-  }
+  if (!sharded) prepareGlobalSubscriber(client, useHelloReadyCheck);
+  const command = sharded ? 'the SSUBSCRIBE' : 'the SUBSCRIBE';
   return {
     get status() {
       return client.status;
     },
     onReady: (listener) => client.prependListener('ready', listener),
-    subscribe: (names) =>
-      client.ssubscribe(...names).catch((err: unknown) => {
-        // ioredis lists the names for resubscription before the command is sent: a failed
-        // SSUBSCRIBE must not come back behind the layer's back.
-        client.sunsubscribe(...names).catch(noop);
-        throw err;
-      }),
-    unsubscribe: (name) => client.sunsubscribe(name),
-    batches: bySlot,
     resubscribes: true,
+    subscribe: (names) =>
+      (sharded ? client.ssubscribe(...names) : client.subscribe(...names)).catch((err: unknown) => {
+        // ioredis lists sharded names for resubscription before the command is sent: a
+        // failed SSUBSCRIBE must not come back behind the layer's back.
+        if (sharded) client.sunsubscribe(...names).catch(noop);
+        throw explain(names[0]!, err, command);
+      }),
+    unsubscribe: (name) => (sharded ? client.sunsubscribe(name) : client.unsubscribe(name)),
+    batches: sharded ? bySlot : chunked,
   };
 }
 
@@ -116,7 +109,12 @@ export class ClusterPubSub implements PubSubTransport {
       { commandTimeoutMs: opts.commandTimeoutMs, pubsub: opts.clusterPubSub },
       events,
     );
-    const port = clusterSubscriber(this.shards.client, this.sharded, opts.onMessage);
+    const port = clusterSubscriber(
+      this.shards.client,
+      this.sharded,
+      opts.onMessage,
+      (name, err, command) => this.shards.failure(calculateSlot(name), err, command),
+    );
     this.subscriptions = [
       new Subscriptions(port, (err, context) => opts.onError(err, `Redis Cluster: ${context}`)),
     ];
