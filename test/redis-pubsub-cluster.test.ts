@@ -65,6 +65,23 @@ function layerOn(options: Omit<LayerOptions, 'randomPrefixLength'> = {}): Watche
   return { layer, events, warnings, errors };
 }
 
+/**
+ * A receiving and a sending layer (two processes' worth of clients), and a probe on each of a
+ * channel of the receiving one and a member of `group` there.
+ */
+async function busyPair(group: string, options: Omit<LayerOptions, 'randomPrefixLength'> = {}) {
+  const receiving = layerOn(options);
+  const sending = layerOn(options);
+  const direct = await receiving.layer.newChannel();
+  const member = await receiving.layer.newChannel();
+  await receiving.layer.groupAdd(group, member);
+  const probes = [
+    new TrafficProbe(receiving.layer, direct, { tag: 'direct', sender: sending.layer }),
+    new TrafficProbe(receiving.layer, member, { tag: 'group', group, sender: sending.layer }),
+  ];
+  return { receiving, sending, direct, probes };
+}
+
 /** Subscribers of a sharded channel on the node that owns its slot. */
 async function shardNumsub(name: string): Promise<number> {
   const owner = await cluster.ownerOf(calculateSlot(name));
@@ -245,19 +262,9 @@ describe('RedisPubSubChannelLayer on a Redis Cluster: faults under traffic', () 
   for (const mode of ['sharded', 'global'] as const) {
     test(`${mode} Pub/Sub: live resharding of the slots of a busy channel and a busy group: resubscribed, nothing lost after, no error`, async (t: TestContext) => {
       const numsub = mode === 'sharded' ? shardNumsub : globalNumsub;
-      const receiving = layerOn({ clusterPubSub: mode });
-      const sending = layerOn({ clusterPubSub: mode });
-      const direct = await receiving.layer.newChannel();
-      const member = await receiving.layer.newChannel();
-      await receiving.layer.groupAdd('moving', member);
-      const probes = [
-        new TrafficProbe(receiving.layer, direct, { tag: 'direct', sender: sending.layer }),
-        new TrafficProbe(receiving.layer, member, {
-          tag: 'group',
-          group: 'moving',
-          sender: sending.layer,
-        }),
-      ];
+      const { receiving, sending, direct, probes } = await busyPair('moving', {
+        clusterPubSub: mode,
+      });
       for (const p of probes) p.start();
       try {
         await Promise.all(probes.map((p) => p.receivedAtLeast(100, 30_000)));
@@ -311,19 +318,7 @@ describe('RedisPubSubChannelLayer on a Redis Cluster: faults under traffic', () 
   }
 
   test('sharded Pub/Sub: a new master takes the slots of a busy channel and a busy group (growing the cluster) under traffic', async (t: TestContext) => {
-    const receiving = layerOn();
-    const sending = layerOn();
-    const direct = await receiving.layer.newChannel();
-    const member = await receiving.layer.newChannel();
-    await receiving.layer.groupAdd('growing', member);
-    const probes = [
-      new TrafficProbe(receiving.layer, direct, { tag: 'direct', sender: sending.layer }),
-      new TrafficProbe(receiving.layer, member, {
-        tag: 'group',
-        group: 'growing',
-        sender: sending.layer,
-      }),
-    ];
+    const { receiving, sending, direct, probes } = await busyPair('growing');
     for (const p of probes) p.start();
     try {
       await Promise.all(probes.map((p) => p.receivedAtLeast(100, 30_000)));
