@@ -84,7 +84,10 @@ function globalTarget(cluster: Cluster, slot: number): Redis | undefined {
   return fallback;
 }
 
-/** PUBLISH through globalTarget (`node` is Cluster.sendCommand's routing argument, as its pipelines use it). */
+/**
+ * PUBLISH through globalTarget (`node` is Cluster.sendCommand's routing argument, as its own
+ * pipelines use it).
+ */
 function globalPublish(
   client: Redis,
   slot: number,
