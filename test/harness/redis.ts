@@ -126,7 +126,7 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisGro
   const servers = await startAll(
     Array.from(
       { length: count },
-      () => () => launch('redis-server', (port) => serverArgs(port, extra), password),
+      () => () => launch('redis-server', (port, dir) => serverArgs(port, dir, extra), password),
     ),
   );
   return {
@@ -150,10 +150,10 @@ export async function startSentinelTopology(
   const fastSync = ['--repl-diskless-sync-delay', '0', ...userArgs(user)];
   const started: Instance[] = [];
   try {
-    const master = await launch('redis-server', (port) => serverArgs(port, fastSync));
+    const master = await launch('redis-server', (port, dir) => serverArgs(port, dir, fastSync));
     started.push(master);
-    const replica = await launch('redis-server', (port) =>
-      serverArgs(port, [...fastSync, '--replicaof', LOOPBACK, String(master.port)]),
+    const replica = await launch('redis-server', (port, dir) =>
+      serverArgs(port, dir, [...fastSync, '--replicaof', LOOPBACK, String(master.port)]),
     );
     started.push(replica);
     await waitFor(
@@ -601,11 +601,28 @@ async function launch(
  * arguments (loopback, no persistence): for topologies built in other harness modules.
  */
 export function launchServer(extra: (port: number, dir: string) => string[]): Promise<RedisServer> {
-  return launch('redis-server', (port, dir) => serverArgs(port, extra(port, dir)));
+  return launch('redis-server', (port, dir) => serverArgs(port, dir, extra(port, dir)));
 }
 
-function serverArgs(port: number, extra: string[]): string[] {
-  return ['--port', String(port), '--bind', LOOPBACK, '--save', '', '--appendonly', 'no', ...extra];
+/**
+ * `--dir`: the server's own temp dir, never the cwd — a replica writes the RDB of its full sync
+ * there as dump.rdb, and a server started later in the same cwd would load it (a fresh server
+ * once came up holding another test's `asgi:processes`).
+ */
+function serverArgs(port: number, dir: string, extra: string[]): string[] {
+  return [
+    '--port',
+    String(port),
+    '--bind',
+    LOOPBACK,
+    '--dir',
+    dir,
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+    ...extra,
+  ];
 }
 
 /** Run the starters concurrently; if any fails, stop the ones that came up. */
