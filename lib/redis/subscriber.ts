@@ -22,6 +22,9 @@
  *   in flight when the connection drops are rejected (not resent by ioredis after the
  *   reconnect, where they could contradict `wanted`); the resubscription on 'ready' settles
  *   every acquire still waiting for its confirmation.
+ * - On a cluster (`resubscribes`), ioredis subscribes again by itself what Redis confirmed,
+ *   after failovers and reconnects: 'ready' sends only the names still unconfirmed, and a
+ *   failed (S)SUBSCRIBE on a ready cluster (a master down) rejects its acquires.
  */
 import type { Redis } from 'ioredis';
 import { replaceSubscriptionSet } from './ioredis-internals.ts';
