@@ -29,6 +29,7 @@ import {
   type RedisGroup,
   type SentinelTopology,
 } from './harness/redis.ts';
+import { supported } from '../lib/redis/ioredis-internals.ts';
 import { startCluster, type Cluster as TestCluster } from './harness/cluster.ts';
 import { README_PASSWORD, README_USER, README_USERNAME } from './harness/readme-user.ts';
 import { receiveOrNothing, waitFor } from './harness/wait.ts';
@@ -414,7 +415,10 @@ describe('least-privilege ACL user (README) on a Redis Cluster', () => {
   before(async () => {
     cluster = await startCluster({ masters: 3, replicasPerMaster: 0, args: userArgs(USER) });
   });
-  after(() => cluster?.stop());
+  after(async () => {
+    await closeAll();
+    await cluster?.stop();
+  });
 
   test('core layer: every operation, health and liveness, nothing refused on any node', async () => {
     const hosts = [{ cluster: cluster.startupNodes(), username: USERNAME, password: PASSWORD }];
@@ -443,4 +447,31 @@ describe('least-privilege ACL user (README) on a Redis Cluster', () => {
     await closeAll();
     await assertNothingRefused(cluster.nodes.map((n) => n.port));
   });
+
+  for (const clusterPubSub of ['sharded', 'global'] as const) {
+    test(`Pub/Sub layer, ${clusterPubSub} Pub/Sub: every operation`, async () => {
+      const hosts = [{ cluster: cluster.startupNodes(), username: USERNAME, password: PASSWORD }];
+      const make = (): RedisPubSubChannelLayer =>
+        track(new RedisPubSubChannelLayer({ hosts: hosts as never, logger, clusterPubSub }));
+      const layer = make();
+      const other = make();
+      const channels = await Promise.all(Array.from({ length: 20 }, () => layer.newChannel()));
+      for (const [seq, channel] of channels.entries())
+        await other.send(channel, { type: 'd', seq });
+      for (const [seq, channel] of channels.entries()) {
+        assert.deepEqual(await receiveWithin(layer, channel), { type: 'd', seq });
+      }
+      const [channel] = channels;
+      await layer.groupAdd('acl-group', channel!);
+      await other.groupSend('acl-group', { type: 'group' });
+      assert.deepEqual(await receiveWithin(layer, channel!), { type: 'group' });
+      await layer.groupDiscard('acl-group', channel!);
+      await layer.deleteChannel(channel!);
+      assert.equal((await layer.health()).ok, true);
+      // Global: ioredis's own subscriber connection asks HELLO, not INFO, through this internal.
+      assert.equal(supported.clusterSubscriber, true);
+      await closeAll();
+      await assertNothingRefused(cluster.nodes.map((n) => n.port));
+    });
+  }
 });

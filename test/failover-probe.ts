@@ -343,21 +343,29 @@ export interface FailoverMeasurement {
 /** What a failover needs of a topology: a Sentinel group, or a cluster master (clusterFailover). */
 export type FailoverTopology = Pick<SentinelTopology, 'killMaster' | 'waitForNewMaster'>;
 
-/**
- * One master of a Redis Cluster as a FailoverTopology: `killMaster` SIGKILLs `victim` (the
- * master holding the probes' keys: the caller picks it), `waitForNewMaster` waits until one of
- * its replicas says it is master of its slots (test/harness/cluster.ts `promotedWithin`). The
- * victim stays down: `cluster.restart(victim)` brings it back as a replica.
- */
-export function clusterFailover(cluster: Cluster, victim: ClusterNode): FailoverTopology {
+/** A cluster master as a FailoverTopology (SIGKILL, then its replica's promotion). */
+export interface ClusterFailover extends FailoverTopology {
+  /** Restarts the killed node (back as a replica) unless it was not killed or is back already. */
+  restartKilled(): Promise<void>;
+}
+
+export function clusterFailover(cluster: Cluster, victim: ClusterNode): ClusterFailover {
+  let killed: ClusterNode | undefined;
   return {
     async killMaster() {
+      killed = victim;
       const { killedAt } = await cluster.kill(victim);
       return { killedAt, port: victim.port };
     },
     async waitForNewMaster(_oldPort, timeoutMs) {
       const p = await cluster.promotedWithin(victim, timeoutMs);
       return { port: p.node.port, promotedAt: p.promotedAt };
+    },
+    async restartKilled() {
+      if (!killed) return;
+      const node = killed;
+      killed = undefined;
+      await cluster.restart(node);
     },
   };
 }

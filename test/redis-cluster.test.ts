@@ -251,10 +251,9 @@ describe('RedisChannelLayer on a Redis Cluster: faults under traffic', () => {
     ];
     const flowing = new TrafficProbe(layer, bystander, { tag: 'bystander' });
     flowing.start();
-    /** Down until restarted (harness nodes have no pid while killed). */
-    const down = (): boolean => victim!.server.pid === undefined;
+    const failover = clusterFailover(cluster, victim!);
     try {
-      const m = await measureFailover({ probes, topology: clusterFailover(cluster, victim!) });
+      const m = await measureFailover({ probes, topology: failover });
       t.diagnostic(describeRun(m, 'cluster failover'));
       assertHealthy(m, RESUME_AFTER_PROMOTION_MS);
       // The healthy master's key flowed during the outage (kill → promotion).
@@ -276,7 +275,7 @@ describe('RedisChannelLayer on a Redis Cluster: faults under traffic', () => {
       ];
       for (const p of again) p.start();
       await Promise.all(again.map((p) => p.receivedAtLeast(50, 30_000)));
-      await cluster.restart(victim!);
+      await failover.restartKilled();
       assert.ok(
         (await cluster.masters()).every((m) => m.id !== victim!.id),
         'back as a replica',
@@ -287,7 +286,7 @@ describe('RedisChannelLayer on a Redis Cluster: faults under traffic', () => {
       }
     } finally {
       await Promise.all([...probes, flowing].map((p) => p.stop()));
-      if (down()) await cluster.restart(victim!);
+      await failover.restartKilled();
     }
   });
 

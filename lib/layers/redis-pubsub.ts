@@ -13,6 +13,10 @@
  * Delivery is at most once: a message published while nobody (or no connection) is subscribed
  * is gone, as with any Redis Pub/Sub.
  *
+ * Where names are published and subscribed is a transport (redis/pubsub-transport.ts): the
+ * `hosts` shards, or one Redis Cluster — sharded Pub/Sub (SSUBSCRIBE/SPUBLISH) by default,
+ * `clusterPubSub: 'global'` for PUBLISH/SUBSCRIBE — under the same names (docs/pubsub.md).
+ *
  * Decisions (README):
  * - `receive()` on a channel this layer did not create subscribes to it on first use (as
  *   channels_redis does) and keeps that subscription until `deleteChannel()`/`close()`. A
@@ -36,10 +40,8 @@ import { abortReason, LayerClosed, WrongClientPrefix } from '../errors.ts';
 import { ExpiringMemberships } from '../memberships.ts';
 import { Mailboxes } from '../mailboxes.ts';
 import { assertChannelName, assertGroupName, isProcessLocal, uuidHex } from '../names.ts';
-import { Publisher } from '../redis/publisher.ts';
-import { HostShards } from '../redis/host-shards.ts';
-import type { Shard } from '../redis/shard.ts';
-import { Subscriptions } from '../redis/subscriber.ts';
+import { createPubSubTransport, type PubSubTransport } from '../redis/pubsub-transport.ts';
+import type { Subscriptions } from '../redis/subscriber.ts';
 import { copier } from '../serde/clone.ts';
 import { assertMessage } from '../serde/codec.ts';
 import type { ChannelLayer, Message, ReceiveOptions } from '../types.ts';
@@ -73,12 +75,9 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
   extends BaseLayer
   implements ChannelLayer<M>
 {
-  private readonly shards: HostShards;
-  private readonly subscriptions: Subscriptions[];
-  private readonly publishers: Publisher[];
+  /** Where names are published and subscribed: hosts, or a Redis Cluster. */
+  private readonly transport: PubSubTransport;
   private readonly mailboxes: Mailboxes<M>;
-  /** Per shard: turns a failed PUBLISH into the error send()/groupSend() reject with. */
-  private readonly publishFailed: Array<(err: unknown) => never>;
   /** Shared continuations of send()/groupSend() (no closure per message). */
   private readonly sentOne = (): void => this.count('sent');
   private readonly groupSentOne = (): void => this.count('groupSends');
@@ -102,34 +101,18 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     this.groups = new ExpiringMemberships(this.options.groupExpiryMs, (name, channel) => {
       void this.leave(name, channel);
     });
-    this.shards = new HostShards(
+    this.transport = createPubSubTransport(
       this.options.hosts,
       {
         sharding: this.options.sharding,
         commandTimeoutMs: this.options.commandTimeoutMs,
-        // A PUBLISH that timed out or was cut off is never sent later behind the caller's back
-        // (ioredis's offline queue / resend); publish() awaits whenReady() instead.
-        failFast: true,
-        tracked: ['command', 'subscriber'],
-        // Subscriptions resubscribe everything as the connection becomes ready: the shard is
-        // up once that is done.
-        whenUp: (index, role) =>
-          role === 'subscriber' ? this.subscriptions[index]!.resubscribed() : Promise.resolve(),
+        clusterPubSub: this.options.clusterPubSub,
+        // Names are ASCII (names.ts): latin1 decodes them exactly, and faster than utf8.
+        onMessage: (name, payload) => this.dispatch(name.toString('latin1'), payload),
+        onError: (err, context) => this.reportError(err, context),
+        closing: this.closing,
       },
       this.shardEvents(),
-    );
-    this.publishers = this.shards.shards.map((shard) => new Publisher(shard.client));
-    this.publishFailed = this.shards.shards.map((shard) => (err: unknown): never => {
-      throw this.shards.failure(shard.index, err, 'the PUBLISH');
-    });
-    this.subscriptions = this.shards.shards.map(
-      (shard) =>
-        new Subscriptions(
-          shard,
-          // Names are ASCII (names.ts): latin1 decodes them exactly, and faster than utf8.
-          (name, payload) => this.dispatch(name.toString('latin1'), payload),
-          (err, context) => this.reportError(err, `shard ${shard.index}: ${context}`),
-        ),
     );
   }
 
@@ -301,8 +284,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     this.closing.close(new LayerClosed(this.constructor.name));
     this.groups.clear();
     this.channels.clear();
-    for (const subs of this.subscriptions) subs.close();
-    this.shards.close();
+    this.transport.close();
     this.mailboxes.close(new LayerClosed(this.constructor.name));
   }
 
@@ -333,8 +315,8 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     let reader: ReaderState = 'running';
     if (this.closed) reader = 'stopped';
     else if (this.subscriptionCount === 0) reader = 'idle';
-    else if (this.shards.isDown('subscriber')) reader = 'reconnecting';
-    return healthReport(await this.shards.health(this.options.commandTimeoutMs), {
+    else if (this.transport.subscriberDown()) reader = 'reconnecting';
+    return healthReport(await this.transport.health(this.options.commandTimeoutMs), {
       closed: this.closed,
       reader,
       oldestWaitMs: this.mailboxes.oldestWaitMs(),
@@ -343,7 +325,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
 
   /** Redis channels this layer is subscribed to (or subscribing to), over all shards. */
   get subscriptionCount(): number {
-    return this.subscriptions.reduce((n, s) => n + s.size, 0);
+    return this.transport.subscriptions.reduce((n, s) => n + s.size, 0);
   }
 
   /** Local channels with buffered messages or waiting receivers (for leak checks). */
@@ -351,9 +333,12 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
     return this.mailboxes.channelCount;
   }
 
-  /** The shard index a Redis channel name (channel, or `prefix__group__group`) lives on. */
+  /**
+   * The shard index a Redis channel name (channel, or `prefix__group__group`) lives on; 0 on a
+   * cluster (its only entry of `hosts`).
+   */
   shardOf(name: string): number {
-    return this.shards.index(name);
+    return this.transport.index(name);
   }
 
   /** The Redis channel a group publishes on: `prefix + '__group__' + group` (channels_redis). */
@@ -365,7 +350,7 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
   // Internals
 
   private subscriptionsOf(name: string): Subscriptions {
-    return this.subscriptions[this.shards.index(name)]!;
+    return this.transport.subscriptionsOf(name);
   }
 
   /**
@@ -373,45 +358,16 @@ export class RedisPubSubChannelLayer<M extends Message = Message>
    * shard unreachable it would never come), cut short by close().
    */
   private subscribed(ready: Promise<void>, name: string): Promise<void> {
-    const shard = this.shards.shards[this.shards.index(name)]!;
     const ms = this.options.commandTimeoutMs;
     return this.closing.until(ready, {
       ms,
-      error: () => shard.unreachable(`subscription not confirmed within ${ms} ms`),
+      error: () => this.transport.unconfirmed(name, `subscription not confirmed within ${ms} ms`),
     });
   }
 
-  /**
-   * PUBLISH on the shard's command connection, once it is ready: within `commandTimeoutMs`
-   * it resolves (Redis took the message; `sent` runs) or rejects with an error naming the shard.
-   */
+  /** Within `commandTimeoutMs`: `sent` runs (Redis took the message) or it rejects. */
   private publish(name: string, payload: Buffer, sent: () => void): Promise<void> {
-    const shard = this.shards.shards[this.shards.index(name)]!;
-    // Ready (the usual case): the PUBLISH settles on its own — failFast rejects it as soon as
-    // the connection drops, close() included, and commandTimeout bounds it — so it needs no
-    // `closing` wait (a Set entry and a promise per message).
-    if (shard.client.status === 'ready') {
-      return this.publishers[shard.index]!.publish(name, payload).then(
-        sent,
-        this.publishFailed[shard.index],
-      );
-    }
-    return this.publishWhenReady(shard, name, payload, sent);
-  }
-
-  private async publishWhenReady(
-    shard: Shard,
-    name: string,
-    payload: Buffer,
-    sent: () => void,
-  ): Promise<void> {
-    try {
-      await this.closing.until(shard.whenReady());
-      await this.closing.until(this.publishers[shard.index]!.publish(name, payload));
-    } catch (err) {
-      this.publishFailed[shard.index]!(err);
-    }
-    sent();
+    return this.transport.publish(name, payload, sent);
   }
 
   private openChannel(channel: string): ChannelState {

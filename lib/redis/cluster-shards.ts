@@ -20,6 +20,11 @@
  *   was up drops, 'reconnect' once every such master is back or replaced; 'failover' when a
  *   refreshed slot map shows a down master's slots served by another node. While a master is
  *   down the slot map is refreshed every REFRESH_MS, so a promotion is seen promptly.
+ * - Pub/Sub (`pubsub` option, the Pub/Sub layer: pubsub-cluster.ts): sharded subscriptions are
+ *   ioredis's (`shardedSubscribers`); it resubscribes them after a failover by itself, but not
+ *   after a slot move (Redis drops them with a `sunsubscribe` push): that push refreshes the
+ *   slot map at once, which makes ioredis subscribe again on the slot's new owner. The masters'
+ *   command connections are opened eagerly, so a layer that only subscribes sees their drops.
  */
 import { EventEmitter } from 'node:events';
 import calculateSlot from 'cluster-key-slot';
@@ -29,6 +34,7 @@ import { deadline } from '../deadline.ts';
 import { ScriptBatches } from './cluster-batch.ts';
 import { explainFailure } from './failures.ts';
 import { nextReady } from './ready.ts';
+import { ERROR_TEXT } from './ioredis-internals.ts';
 import { serverHealth, type ShardHealth } from './health.ts';
 import { useHelloReadyCheck } from './hello.ts';
 import type { ClusterSpec } from './hosts.ts';
@@ -57,10 +63,19 @@ const MAX_RETRY_MS = 200;
  * process that did not see the move itself keeps waiting on the old owner.
  */
 const BLOCK_SECONDS = 1;
+/**
+ * How long the slot map is refreshed after a slot's sharded subscriptions were dropped, until
+ * it shows the slot's new owner (the node asked may not have heard of the move yet).
+ */
+const MOVE_WATCH_MS = 10_000;
 
 export interface ClusterShardsOptions {
   commandTimeoutMs: number;
+  /** The Pub/Sub layer's kind of Pub/Sub (absent for the core layer). */
+  pubsub?: 'sharded' | 'global';
 }
+
+const noop = (): void => {};
 
 const address = (nodeKey: string): { host: string; port: number } => {
   const colon = nodeKey.lastIndexOf(':');
@@ -95,6 +110,10 @@ export class ClusterShards implements ShardSet {
   private readyWait: Promise<void> | undefined;
   /** Script calls batched per node and tick (cluster-batch.ts). */
   private readonly batches: ScriptBatches;
+  /** Slots whose sharded subscriptions their old owner dropped: that owner, and since when. */
+  private readonly movedAway = new Map<number, { node: string; since: number }>();
+  /** Pub/Sub: masters' command connections are opened as soon as they are known. */
+  private readonly watchMasters: boolean;
   private closed = false;
 
   constructor(
@@ -103,6 +122,7 @@ export class ClusterShards implements ShardSet {
     private readonly events: ShardSetEvents,
   ) {
     this.commandTimeoutMs = opts.commandTimeoutMs;
+    this.watchMasters = opts.pubsub !== undefined;
     this.nodeOptions = { ...spec.options.redisOptions };
     this.client = new Cluster(spec.startupNodes, {
       ...spec.options,
@@ -111,7 +131,9 @@ export class ClusterShards implements ShardSet {
       // ioredis's auto-pipeline files a command under the slot of its first argument, which for
       // EVALSHA is the key count, not a key: a script's pipeline then mixes slots and fails.
       // Scripts are written at once instead (each to its node, in the same tick: one round trip).
-      autoPipeliningIgnoredCommands: SCRIPTS.map(scriptCommand),
+      // SPUBLISH/PUBLISH too: an auto-pipeline's MOVED is not followed (the caller got the raw
+      // `MOVED …` during a failover or a slot move; one command alone is redirected).
+      autoPipeliningIgnoredCommands: [...SCRIPTS.map(scriptCommand), 'spublish', 'publish'],
       // Node connections are made on first use: a command meeting one still connecting waits
       // in its queue (bounded by commandTimeout). run() waits for a cluster that is not ready.
       enableOfflineQueue: true,
@@ -120,6 +142,8 @@ export class ClusterShards implements ShardSet {
       maxRedirections: REDIRECTIONS,
       retryDelayOnTryAgain: TRY_AGAIN_MS,
       retryDelayOnClusterDown: TRY_AGAIN_MS,
+      // Without it an SSUBSCRIBE never settles (docs/cluster.md (b)).
+      shardedSubscribers: opts.pubsub === 'sharded',
       redisOptions: {
         connectionName: 'chanlayer:command',
         disconnectTimeout: 100,
@@ -136,6 +160,8 @@ export class ClusterShards implements ShardSet {
     // Without listeners ioredis prints these; each is passed on as connection trouble.
     this.client.on('error', (err: Error) => this.connectionError(err));
     this.client.on('node error', (err: Error, key: string) => this.connectionError(err, key));
+    // Sharded subscribers' errors: ioredis names this event without a space.
+    this.client.on('nodeError', (err: Error, key: string) => this.subscriberError(err, key));
     this.client.on('+node', (redis: Redis) => this.watchNode(redis));
     this.client.on('refresh', () => this.refreshed());
   }
@@ -148,21 +174,21 @@ export class ClusterShards implements ShardSet {
     return [calculateSlot(key)];
   }
 
-  run<T>(index: number, work: (client: Redis) => Promise<T>): Promise<T> {
+  run<T>(index: number, work: (client: Redis) => Promise<T>, command?: string): Promise<T> {
     const { client } = this.batches;
     if (this.client.status === 'ready') {
       try {
         return work(client).catch((err: unknown) => {
-          throw this.failure(index, err);
+          throw this.failure(index, err, command);
         });
       } catch (err) {
-        return Promise.reject(this.failure(index, err));
+        return Promise.reject(this.failure(index, err, command));
       }
     }
     return this.whenReady().then(
       () => work(client),
       (err: unknown) => {
-        throw this.failure(index, err);
+        throw this.failure(index, err, command);
       },
     );
   }
@@ -179,6 +205,11 @@ export class ClusterShards implements ShardSet {
       command,
       unreachable: (detail) => this.unreachable(detail),
     });
+  }
+
+  /** Whether a master whose connection was up is down, not back or replaced yet. */
+  isDown(): boolean {
+    return this.down.size > 0;
   }
 
   async deleteMatching(pattern: string): Promise<void> {
@@ -245,7 +276,7 @@ export class ClusterShards implements ShardSet {
   }
 
   /** Resolves once the cluster is ready (connecting it if lazy), within commandTimeoutMs. */
-  private whenReady(): Promise<void> {
+  whenReady(): Promise<void> {
     const { client } = this;
     if (client.status === 'ready') return Promise.resolve();
     if (client.status === 'end' || this.closed)
@@ -261,7 +292,7 @@ export class ClusterShards implements ShardSet {
     );
   }
 
-  private unreachable(detail: string, err?: unknown): ConnectionError {
+  unreachable(detail: string, err?: unknown): ConnectionError {
     const reason = err === undefined ? '' : `: ${errorMessage(err)}`;
     return new ConnectionError(`Redis Cluster is not reachable: ${detail}${reason}`, 0, {
       cause: err,
@@ -274,6 +305,25 @@ export class ClusterShards implements ShardSet {
       'connectionError',
       this.unreachable(node === undefined ? 'cluster' : `node ${node}`, err),
     );
+  }
+
+  /**
+   * A sharded subscriber's error: Redis dropped the subscriptions of a slot that moved (the
+   * slot map is refreshed now: ioredis then subscribes on the new owner, docs/cluster.md (b)),
+   * or connection trouble (while a master is down ioredis retries every ~8 ms: the layer's
+   * trouble report says it once per outage).
+   */
+  private subscriberError(err: Error, node: string): void {
+    if (this.closed) return;
+    const at = err.message.indexOf(ERROR_TEXT.slotUnsubscribed);
+    if (at >= 0) {
+      const channel = err.message.slice(at + ERROR_TEXT.slotUnsubscribed.length).split(',')[0]!;
+      this.movedAway.set(calculateSlot(channel), { node, since: Date.now() });
+      this.client.refreshSlotsCache();
+      this.refreshSoon();
+      return;
+    }
+    this.connectionError(err, node);
   }
 
   /** A node connection of the command client: its drops and returns are the layer's events. */
@@ -301,13 +351,16 @@ export class ClusterShards implements ShardSet {
     this.events.reconnect(0);
   }
 
-  /** Refreshes the slot map soon, and again every REFRESH_MS while a master is down. */
+  /**
+   * Refreshes the slot map soon, and again every REFRESH_MS while a master is down or a slot
+   * whose subscriptions were dropped is not seen on its new owner yet.
+   */
   private refreshSoon(): void {
     if (this.refreshTimer !== undefined || this.closed) return;
     this.refreshTimer = setTimeout(() => {
       this.client.refreshSlotsCache(() => {
         this.refreshTimer = undefined;
-        if (this.down.size > 0) this.refreshSoon();
+        if (this.down.size > 0 || this.movedAway.size > 0) this.refreshSoon();
       });
     }, REFRESH_MS);
   }
@@ -338,6 +391,17 @@ export class ClusterShards implements ShardSet {
       if (slot !== undefined && !served.has(key)) served.set(key, slot);
     }
     this.servedSlot = served;
+    const now = Date.now();
+    for (const [slot, { node, since }] of this.movedAway) {
+      const owner = slots[slot]?.[0];
+      if ((owner !== undefined && owner !== node) || now - since > MOVE_WATCH_MS)
+        this.movedAway.delete(slot);
+    }
+    if (this.watchMasters) {
+      for (const node of this.client.nodes('master')) {
+        if (node.status === 'wait') node.connect().catch(noop);
+      }
+    }
     // A reader blocked on a slot's old owner is redirected by Redis only from its cron (we saw
     // up to 600 ms): one whose slot this process now knows moved is cut off, so it reconnects.
     for (const [conn, { slot, node }] of this.blocking) {

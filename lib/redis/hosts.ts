@@ -167,9 +167,7 @@ export function parseHost(entry: HostEntry, i: number): ShardSpec {
   if (isClusterHost(entry)) {
     // A cluster is a shard set of its own (cluster-shards.ts), never one shard of several.
     parseCluster(entry, where);
-    throw new ConfigurationError(
-      `${where}: a { cluster } entry must be the only entry of hosts, and the Pub/Sub layer does not run on a Redis Cluster yet`,
-    );
+    throw new ConfigurationError(`${where}: a { cluster } entry must be the only entry of hosts`);
   }
   if ('sentinels' in entry) {
     const { sentinels, masterName, sentinelKwargs, db, ...rest } = entry as SentinelHost;

@@ -7,7 +7,7 @@
  *
  * Public ioredis API used the usual way is not listed here (`Command`, `sendCommand`, options).
  */
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 
 /** False once an accessor met a client without the internal it needs (the fallback ran). */
 export const supported = {
@@ -18,6 +18,7 @@ export const supported = {
   readyCheck: true,
   subscriptionSet: true,
   flushQueue: true,
+  clusterSubscriber: true,
 };
 
 /** The private fields read or written, as ioredis 5.11 declares them. */
@@ -38,6 +39,13 @@ interface Internals {
 }
 
 const internals = (client: Redis): Internals => client as unknown as Internals;
+
+/** A Cluster's (global) ClusterSubscriber, as ioredis 5.11 declares it. */
+interface ClusterSubscriberInternals {
+  /** Makes a new subscriber connection (lazy) to a node of the pool, and resubscribes on it. */
+  selectSubscriber?: () => void;
+  getInstance?: () => Redis | null;
+}
 
 export type Socket = Redis['stream'];
 export type SentinelAddress = { host?: string; port?: number };
@@ -128,6 +136,27 @@ export function replaceReadyCheck(client: Redis, check: (callback: ReadyCallback
 }
 
 /**
+ * Runs `prepare` on every connection a Cluster makes for global SUBSCRIBE, before it connects
+ * (ioredis creates it lazily, with a ready check that asks INFO; `useHelloReadyCheck` is what
+ * the layers pass). Relies on the cluster's `subscriber` (ClusterSubscriber: `selectSubscriber`,
+ * `getInstance`); without them the connection keeps ioredis's INFO ready check (refused to a
+ * least-privilege user: an ACL LOG entry per connect, delivery unaffected).
+ */
+export function prepareGlobalSubscriber(cluster: Cluster, prepare: (client: Redis) => void): void {
+  const sub = (cluster as unknown as { subscriber?: ClusterSubscriberInternals }).subscriber;
+  const select = sub?.selectSubscriber;
+  if (!sub || typeof select !== 'function' || typeof sub.getInstance !== 'function') {
+    supported.clusterSubscriber = false;
+    return;
+  }
+  sub.selectSubscriber = () => {
+    select.call(sub);
+    const client = sub.getInstance!();
+    if (client) prepare(client);
+  };
+}
+
+/**
  * Swaps the SubscriptionSet of a connection in subscriber mode for `standIn` (only if there is
  * a real set to swap: being truthy is what keeps ioredis in subscriber mode). Relies on
  * `condition.subscriber`; without it ioredis keeps its own copy of every subscribed name —
@@ -180,4 +209,9 @@ export const ERROR_TEXT = {
   clusterNotReady: "Cluster isn't ready",
   /** Cluster: MOVED/ASK/TRYAGAIN/CLUSTERDOWN followed `maxRedirections` times. */
   clusterRedirections: 'Too many Cluster redirections',
+  /**
+   * Cluster, sharded subscriber: a push no command waits for, here the `sunsubscribe` Redis
+   * sends when a subscribed channel's slot moves away (docs/cluster.md (b)).
+   */
+  slotUnsubscribed: 'Last reply: sunsubscribe,',
 } as const;

@@ -1,5 +1,7 @@
 /**
- * The Pub/Sub subscriptions of one shard, on that shard's one dedicated subscriber connection.
+ * The Pub/Sub subscriptions of one shard, on that shard's one dedicated subscriber connection
+ * (`shardSubscriber`), or of a whole Redis Cluster through its client (pubsub-cluster.ts): what
+ * differs is a `SubscriberPort`.
  *
  * - Reference-counted: `acquire(name)` subscribes on the first holder, `release(name)`
  *   unsubscribes when the last holder lets go. `acquire` resolves once Redis confirmed the
@@ -20,10 +22,32 @@
  *   in flight when the connection drops are rejected (not resent by ioredis after the
  *   reconnect, where they could contradict `wanted`); the resubscription on 'ready' settles
  *   every acquire still waiting for its confirmation.
+ * - On a cluster (`resubscribes`), ioredis subscribes again by itself what Redis confirmed,
+ *   after failovers and reconnects: 'ready' sends only the names still unconfirmed, and a
+ *   failed (S)SUBSCRIBE on a ready cluster (a master down) rejects its acquires.
  */
 import type { Redis } from 'ioredis';
 import { replaceSubscriptionSet } from './ioredis-internals.ts';
 import type { Shard } from './shard.ts';
+
+/** The connection (or cluster client) subscriptions are made on, and how. */
+export interface SubscriberPort {
+  /** 'ready' when commands can be written. */
+  readonly status: string;
+  /** Runs `listener` every time it becomes ready, before any other 'ready' listener. */
+  onReady(listener: () => void): void;
+  /** One SUBSCRIBE (SSUBSCRIBE) of `names`: a batch from `batches()`. */
+  subscribe(names: string[]): Promise<unknown>;
+  unsubscribe(name: string): Promise<unknown>;
+  /** `names` split into what one command may carry (on a cluster, one slot's). */
+  batches(names: string[]): string[][];
+  /**
+   * The client subscribes again by itself what Redis confirmed (ioredis's Cluster does): on
+   * 'ready' only names still unconfirmed are sent (resending the others would make ioredis list
+   * them twice).
+   */
+  readonly resubscribes?: boolean;
+}
 
 /** Names per SUBSCRIBE command when resubscribing, so no single command is huge. */
 const RESUBSCRIBE_CHUNK = 1000;
@@ -74,7 +98,6 @@ function pending(): Pending {
 }
 
 export class Subscriptions {
-  readonly client: Redis;
   /**
    * Name → number of holders. A plain number per name (no object, no promise once confirmed):
    * 100,000 idle channels are 100,000 of these.
@@ -87,25 +110,12 @@ export class Subscriptions {
   private closed = false;
 
   constructor(
-    shard: Shard,
-    onMessage: (name: Buffer, payload: Buffer) => void,
+    private readonly port: SubscriberPort,
     private readonly onError: (err: unknown, context: string) => void,
   ) {
-    // autoResubscribe off: resubscribing is ours (resolves the pending acquires). The ready
-    // check stays on (HELLO before any SUBSCRIBE: see above; Sentinel: the role is checked).
-    // maxRetriesPerRequest 0: ioredis rejects the (UN)SUBSCRIBEs in flight, or queued in the
-    // moment the socket is gone but the close not yet handled, as the connection drops (it
-    // would otherwise leave them unsettled, nothing being resent) — `wanted` is resubscribed
-    // on 'ready' instead.
-    this.client = shard.connect('subscriber', {
-      autoResubscribe: false,
-      autoResendUnfulfilledCommands: false,
-      maxRetriesPerRequest: 0,
-    });
-    this.client.on('messageBuffer', onMessage);
     // Before the shard's own 'ready' listener, which reports 'up': the layer then awaits
     // `resubscribed()` of this very connection.
-    this.client.prependListener('ready', () => this.subscribeAll());
+    port.onReady(() => this.subscribeAll());
   }
 
   /** Adds a holder of `name`; resolves once Redis confirmed the subscription. */
@@ -119,12 +129,9 @@ export class Subscriptions {
     const wait = pending();
     this.unconfirmed.set(name, wait);
     // Not ready: subscribeAll() sends it when the connection is.
-    if (this.client.status === 'ready') {
-      this.client.subscribe(name).then(
-        () => {
-          dropNameCopies(this.client);
-          this.confirmed(name, wait);
-        },
+    if (this.port.status === 'ready') {
+      this.port.subscribe([name]).then(
+        () => this.confirmed(name, wait),
         (err: unknown) => this.failed(name, wait, err),
       );
     }
@@ -155,10 +162,14 @@ export class Subscriptions {
       this.unconfirmed.delete(name);
       wait.resolve();
     }
-    // Not ready: the next connection starts without it (subscribeAll() skips it).
-    if (this.client.status !== 'ready') return resolved;
-    return this.client.unsubscribe(name).then(noop, (err: unknown) => {
-      if (!this.closed && this.client.status === 'ready') this.onError(err, `UNSUBSCRIBE ${name}`);
+    // Not ready: the next connection starts without it (subscribeAll() skips it); a client that
+    // resubscribes by itself is told to forget it (sent once it is ready; nothing waits).
+    if (this.port.status !== 'ready') {
+      if (this.port.resubscribes) this.port.unsubscribe(name).catch(noop);
+      return resolved;
+    }
+    return this.port.unsubscribe(name).then(noop, (err: unknown) => {
+      if (!this.closed && this.port.status === 'ready') this.onError(err, `UNSUBSCRIBE ${name}`);
     });
   }
 
@@ -189,15 +200,13 @@ export class Subscriptions {
   /** The connection became ready: subscribe every wanted name, first thing on it. */
   private subscribeAll(): void {
     if (this.closed) return;
-    const names = [...this.wanted.keys()];
     const replies: Promise<void>[] = [];
-    for (let i = 0; i < names.length; i += RESUBSCRIBE_CHUNK) {
-      const chunk = names.slice(i, i + RESUBSCRIBE_CHUNK);
+    const names = this.port.resubscribes ? this.unconfirmed.keys() : this.wanted.keys();
+    for (const chunk of this.port.batches([...names])) {
       // Each chunk's acquires are settled when it is confirmed, not when all are.
       const waits = chunk.map((name) => this.unconfirmed.get(name));
       replies.push(
-        this.client.subscribe(...chunk).then(() => {
-          dropNameCopies(this.client);
+        this.port.subscribe(chunk).then(() => {
           chunk.forEach((name, j) => {
             const wait = waits[j];
             if (wait) this.confirmed(name, wait);
@@ -219,10 +228,55 @@ export class Subscriptions {
   private failed(name: string, wait: Pending, err: unknown): void {
     if (this.unconfirmed.get(name) !== wait) return;
     // Lost with the connection: subscribeAll() retries it on the next 'ready'.
-    if (this.client.status !== 'ready') return;
+    if (this.port.status !== 'ready') return;
     // Refused by Redis (ACL…): nobody holds a subscription that does not exist.
     this.unconfirmed.delete(name);
     this.wanted.delete(name);
     wait.reject(err);
   }
+}
+
+/** `names` in chunks of RESUBSCRIBE_CHUNK. */
+export function chunked(names: string[]): string[][] {
+  const chunks: string[][] = [];
+  for (let i = 0; i < names.length; i += RESUBSCRIBE_CHUNK) {
+    chunks.push(names.slice(i, i + RESUBSCRIBE_CHUNK));
+  }
+  return chunks;
+}
+
+/**
+ * A shard's dedicated subscriber connection as a SubscriberPort; Redis's messages go to
+ * `onMessage`.
+ */
+export function shardSubscriber(
+  shard: Shard,
+  onMessage: (name: Buffer, payload: Buffer) => void,
+): SubscriberPort & { readonly client: Redis } {
+  // autoResubscribe off: resubscribing is Subscriptions' (resolves the pending acquires). The
+  // ready check stays on (HELLO before any SUBSCRIBE: see above; Sentinel: the role is checked).
+  // maxRetriesPerRequest 0: ioredis rejects the (UN)SUBSCRIBEs in flight, or queued in the
+  // moment the socket is gone but the close not yet handled, as the connection drops (it
+  // would otherwise leave them unsettled, nothing being resent) — `wanted` is resubscribed
+  // on 'ready' instead.
+  const client = shard.connect('subscriber', {
+    autoResubscribe: false,
+    autoResendUnfulfilledCommands: false,
+    maxRetriesPerRequest: 0,
+  });
+  client.on('messageBuffer', onMessage);
+  return {
+    client,
+    get status() {
+      return client.status;
+    },
+    onReady: (listener) => client.prependListener('ready', listener),
+    subscribe: (names) =>
+      client.subscribe(...names).then((count) => {
+        dropNameCopies(client);
+        return count;
+      }),
+    unsubscribe: (name) => client.unsubscribe(name),
+    batches: chunked,
+  };
 }

@@ -605,8 +605,9 @@ export function launchServer(extra: (port: number, dir: string) => string[]): Pr
 }
 
 /**
- * No persistence, in the server's own temp dir: a `dump.rdb` in the current directory (Redis's
- * default `dir`) would otherwise be loaded at start — another run's keys in a fresh server.
+ * `--dir`: the server's own temp dir, never the cwd — a replica writes the RDB of its full sync
+ * there as dump.rdb, and a server started later in the same cwd would load it (a fresh server
+ * once came up holding another test's `asgi:processes`).
  */
 function serverArgs(port: number, dir: string, extra: string[]): string[] {
   return [
