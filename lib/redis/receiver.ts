@@ -25,7 +25,7 @@ import type { Message, ReceiveOptions } from '../types.ts';
 import { DeletedChannels, QueuePurge } from './deleted-channels.ts';
 import { Demand } from './demand.ts';
 import type { ReaderState } from './health.ts';
-import { Prefetch, type Popped } from './prefetch.ts';
+import { Prefetch } from './prefetch.ts';
 import { Reader } from './reader.ts';
 import { giveBackScript } from './script-calls.ts';
 import type { ShardSet } from './shard-set.ts';
@@ -121,9 +121,9 @@ export class Receiver<M extends Message> {
       buffered = this.mailboxes.takeBuffered(channel);
       if (buffered === undefined && name === channel) {
         const key = this.prefix + channel;
-        buffered = this.prefetch.claim(key, (popped) => {
+        buffered = this.prefetch.claim(key, ({ member, score, shard }) => {
           // route() hands it to a mailbox; with nobody waiting, it is buffered there.
-          this.route(key, popped);
+          this.route(key, member, score, shard);
           return this.mailboxes.takeBuffered(channel);
         });
       }
@@ -182,7 +182,7 @@ export class Receiver<M extends Message> {
       this.ctx.shards.readTargets(wakeKey(this.prefix, this.ctx.clientPrefix)),
       {
         demand: () => this.demand.budgets(),
-        deliver: (key, member, score, shard) => this.popped(key, { member, score, shard }),
+        deliver: (key, member, score, shard) => this.popped(key, member, score, shard),
         report: (err, context) => this.ctx.report(err, context),
       },
       {
@@ -194,20 +194,23 @@ export class Receiver<M extends Message> {
     return this.reader;
   }
 
-  /** A member the reader popped from `key`. */
-  private popped(key: string, popped: Popped): void {
+  /**
+   * A member the reader popped from `key` (its parts as separate arguments: an object per
+   * message only when it is held as prefetch: less for the collector on the hot path).
+   */
+  private popped(key: string, member: Buffer, score: number, shard: number): void {
     if (this.ctx.isClosed()) return;
     // A normal channel (its key is prefix + name): receivers waiting here always come first;
     // while one waits, nothing is prefetched, so handing this over keeps FIFO.
     if (!key.endsWith('!') && this.mailboxes.waiting(key.slice(this.prefix.length)) === 0) {
-      this.prefetch.hold(key, popped);
+      this.prefetch.hold(key, { member, score, shard });
       return;
     }
-    this.route(key, popped);
+    this.route(key, member, score, shard);
   }
 
   /** Decodes a popped member and routes it by `__asgi_channel__` to local mailboxes. */
-  private route(key: string, { member, score, shard }: Popped): void {
+  private route(key: string, member: Buffer, score: number, shard: number): void {
     const { ctx } = this;
     const expiresAt = score * 1000 + this.expiryMs;
     const now = Date.now();
