@@ -340,6 +340,16 @@ export interface FailoverMeasurement {
   }>;
 }
 
+/** The bounds both cluster fault-test files hold the layers to. */
+export const CLUSTER_FAULTS = {
+  /** Small on purpose: calls during a failover must be refused within it, not hang. */
+  COMMAND_TIMEOUT_MS: 1000,
+  /** Issue 17: deliveries resume within this of the promotion (measured in the same run). */
+  RESUME_AFTER_PROMOTION_MS: 500,
+  /** Slack for a loaded 2-core machine on top of a configured bound (not an acceptance figure). */
+  SLACK_MS: 1000,
+} as const;
+
 /** What a failover needs of a topology: a Sentinel group, or a cluster master (clusterFailover). */
 export type FailoverTopology = Pick<SentinelTopology, 'killMaster' | 'waitForNewMaster'>;
 

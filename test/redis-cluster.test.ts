@@ -15,16 +15,12 @@ import {
   measureFailover,
   TrafficProbe,
   type FailoverMeasurement,
+  CLUSTER_FAULTS,
 } from './failover-probe.ts';
 import { startCluster, type Cluster as TestCluster, type ClusterNode } from './harness/cluster.ts';
 import { waitFor } from './harness/wait.ts';
 
-/** Small on purpose: sends during a failover must be refused within it, not hang. */
-const COMMAND_TIMEOUT_MS = 1000;
-/** Issue 17: deliveries resume within this of the promotion (measured in the same run). */
-const RESUME_AFTER_PROMOTION_MS = 500;
-/** Slack for a loaded 2-core machine on top of a configured bound (not an acceptance figure). */
-const SLACK_MS = 1000;
+const { COMMAND_TIMEOUT_MS, RESUME_AFTER_PROMOTION_MS, SLACK_MS } = CLUSTER_FAULTS;
 
 let cluster: TestCluster;
 const layers: RedisChannelLayer[] = [];
