@@ -1,17 +1,23 @@
 /**
  * Quick Pub/Sub profile (not part of the bench table): one redis-server, the inflight and
  * ping-pong loops of the bench, client CPU µs per message. Run with `node --cpu-prof` to profile.
- *   node --import tsx bench/pubsub-profile.ts [inflight|pingpong|memory] [seconds] [hosts]
+ *   node --import tsx bench/pubsub-profile.ts [inflight|pingpong|memory] [seconds] [hosts|cluster]
+ * (`cluster`: a 3-master Redis Cluster, sharded Pub/Sub.)
  */
 import { RedisPubSubChannelLayer } from '../lib/index.ts';
+import { startCluster } from '../test/harness/cluster.ts';
 import { startRedis } from '../test/harness/redis.ts';
 import { stream } from './scenarios/stream.ts';
 import { pingPongScenario } from './scenarios/pingpong.ts';
 import { memoryScenario } from './scenarios/memory.ts';
 
 const [what = 'inflight', secs = '3', hostCount = '1'] = process.argv.slice(2);
-const redis = await startRedis({ count: Number(hostCount) });
-const layer = new RedisPubSubChannelLayer({ hosts: redis.urls, capacity: 100_000 });
+const redis =
+  hostCount === 'cluster'
+    ? await startCluster({ masters: 3, replicasPerMaster: 0 })
+    : await startRedis({ count: Number(hostCount) });
+const hosts = 'urls' in redis ? redis.urls : [{ cluster: redis.startupNodes() }];
+const layer = new RedisPubSubChannelLayer({ hosts, capacity: 100_000 });
 try {
   const cpu0 = process.cpuUsage();
   if (what === 'inflight') {
@@ -22,7 +28,7 @@ try {
     const c = process.cpuUsage(c0);
     console.log(
       `inflight: ${Math.round((run.received / run.elapsedMs) * 1000)} msg/s, ` +
-        `${((c.user + c.system) / run.received).toFixed(1)} µs CPU/msg, lost ${run.lost}`,
+        `${((c.user + c.system) / run.received).toFixed(1)} µs CPU/msg (user ${(c.user / run.received).toFixed(1)}), lost ${run.lost}`,
     );
   } else if (what === 'pingpong') {
     const r = await pingPongScenario(layer, {

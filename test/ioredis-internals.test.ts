@@ -2,7 +2,8 @@
  * Each ioredis internal chanlayer relies on (lib/redis/ioredis-internals.ts), against a real
  * redis-server: the internal is there (its `supported` flag stays true) and has the effect relied
  * on, so an ioredis upgrade that renames or changes one fails here instead of silently turning
- * direct writes, the subscriber's memory saving or the fast failover into no-ops. Also measures
+ * direct writes, the subscriber's memory saving or the fast failover into no-ops (a Redis
+ * Cluster's internals against a real 3-master cluster). Also measures
  * what public options make unnecessary: `maxRetriesPerRequest: 0` with `enableOfflineQueue:
  * false` leaves nothing queued on a reconnecting client, so only a client with an offline queue
  * needs `flushQueue` on close.
@@ -10,19 +11,22 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { after, afterEach, before, describe, test } from 'node:test';
-import { Command, Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Command, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import { writeDirect } from '../lib/redis/direct.ts';
 import { useHelloReadyCheck } from '../lib/redis/hello.ts';
 import {
   askSentinelsFirst,
   autoPipelineIdle,
+  clusterNode,
   ERROR_TEXT,
   flushQueued,
   reconnectNow,
   replaceSubscriptionSet,
+  shardedMessagesAsBuffers,
   socketOf,
   supported,
 } from '../lib/redis/ioredis-internals.ts';
+import { slotOf, startCluster, type Cluster as TestCluster } from './harness/cluster.ts';
 import { startProxy, type RedisProxy } from './harness/proxy.ts';
 import { redisCommand, startRedis, type RedisGroup } from './harness/redis.ts';
 import { waitFor } from './harness/wait.ts';
@@ -214,5 +218,62 @@ describe('ioredis internals (lib/redis/ioredis-internals.ts)', () => {
     c.disconnect();
     await assert.rejects(cut, (e: Error) => e.message.startsWith(ERROR_TEXT.connectionClosed));
     // notWritable and maxRetries: the test above.
+  });
+});
+
+describe('ioredis Cluster internals (lib/redis/ioredis-internals.ts)', () => {
+  let cluster: TestCluster;
+  const clusters: Cluster[] = [];
+  before(async () => {
+    cluster = await startCluster({ masters: 3, replicasPerMaster: 0 });
+  });
+  after(async () => {
+    for (const c of clusters) c.disconnect();
+    await cluster?.stop();
+  });
+
+  async function clusterClient(options: ClusterOptions = {}): Promise<Cluster> {
+    const nodes = cluster.startupNodes().map(([host, port]) => ({ host, port }));
+    const c = new Cluster(nodes, options);
+    c.on('error', () => {});
+    clusters.push(c);
+    await once(c, 'ready');
+    return c;
+  }
+
+  test("clusterNode: the cluster's own connection to a slot's owner", async () => {
+    const c = await clusterClient();
+    const slot = slotOf('internals-key');
+    const owner = await cluster.ownerOf(slot);
+    const node = clusterNode(c, c.slots[slot]![0]!);
+    assert.equal(supported.clusterPool, true);
+    assert.equal(node?.options.port, owner.port);
+    assert.ok(c.nodes('master').includes(node!), 'one of the cluster client’s own connections');
+    // A slot's key written there is the key the cluster client reads.
+    await node!.set('internals-key', 'v');
+    assert.equal(await c.get('internals-key'), 'v');
+  });
+
+  test('shardedMessagesAsBuffers: sharded messages arrive as Buffers, never decoded to strings', async () => {
+    const c = await clusterClient({ shardedSubscribers: true });
+    shardedMessagesAsBuffers(c);
+    const received: Buffer[] = [];
+    c.on('smessageBuffer', (_name: Buffer, payload: Buffer) => received.push(payload));
+    const names = ['internals-a', 'internals-b', 'internals-c'];
+    for (const name of names) await c.ssubscribe(name);
+    const publisher = await clusterClient();
+    const payload = Buffer.from([0xff, 0x00, 0xc1]); // not UTF-8
+    for (const name of names) await publisher.spublish(name, payload);
+    await waitFor(() => received.length === names.length);
+    assert.equal(supported.shardedSubscribers, true);
+    for (const p of received) assert.deepEqual(p, payload);
+    // What decoding depended on: a 'smessage' listener on a subscriber connection.
+    const group = (
+      c as unknown as {
+        shardedSubscribers: { shardedSubscribers: Map<string, { instance: Redis }> };
+      }
+    ).shardedSubscribers.shardedSubscribers;
+    assert.ok(group.size >= 1);
+    for (const { instance } of group.values()) assert.equal(instance.listenerCount('smessage'), 0);
   });
 });

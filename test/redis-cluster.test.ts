@@ -6,6 +6,7 @@
  * new master taking slots — each with counts, like test/failover.test.ts.
  */
 import assert from 'node:assert/strict';
+import { Socket } from 'node:net';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import calculateSlot from 'cluster-key-slot';
 import { Cluster } from 'ioredis';
@@ -141,6 +142,52 @@ describe('RedisChannelLayer on a Redis Cluster: slots', () => {
       assert.deepEqual(await layer.receive(c), { type: 'm', seq });
     }
     assert.equal(layer.stats().sent, 302);
+  });
+
+  test('a group send to members on 16 slots is one write per master, not one per slot (cluster-writes.ts)', async () => {
+    const layer = layerOn({ liveness: false });
+    const prefix = `c${prefixes - 1}:`;
+    const slots = new Map<number, string[]>();
+    for (let i = 0; slots.size < 16 || [...slots.values()].some((m) => m.length < 8); i++) {
+      const name = `member-${i}`;
+      const slot = calculateSlot(prefix + name);
+      const members = slots.get(slot);
+      if (members) members.push(name);
+      else if (slots.size < 16) slots.set(slot, [name]);
+    }
+    const members = [...slots.values()].flat();
+    for (const m of members) await layer.groupAdd('wide', m);
+    // Every master's connection up before counting (one still connecting queues each command).
+    for (const node of await cluster.masters()) {
+      await layer.send(await nameOn(node, prefix, 'warm'), { type: 'warm' });
+    }
+
+    // Every socket write (a corked batch is one) to a cluster port during the group send.
+    const ports = new Set(cluster.nodes.map((n) => n.port));
+    const writes = new Map<number, number>();
+    const proto = Socket.prototype as unknown as Record<
+      '_write' | '_writev',
+      (...args: unknown[]) => void
+    >;
+    const originals = { _write: proto._write, _writev: proto._writev };
+    for (const method of ['_write', '_writev'] as const) {
+      proto[method] = function (this: Socket, ...args: unknown[]) {
+        if (ports.has(this.remotePort!)) {
+          writes.set(this.remotePort!, (writes.get(this.remotePort!) ?? 0) + 1);
+        }
+        return originals[method].apply(this, args);
+      };
+    }
+    try {
+      await layer.groupSend('wide', { type: 'fan' });
+    } finally {
+      Object.assign(proto, originals);
+    }
+    const masters = (await cluster.masters()).length;
+    const total = [...writes.values()].reduce((a, b) => a + b, 0);
+    // The members read (one node), then each master's script calls in one write.
+    assert.ok(total <= masters + 1, `${total} writes for 16 slots: ${JSON.stringify([...writes])}`);
+    for (const m of members) assert.deepEqual(await layer.receive(m), { type: 'fan' });
   });
 
   test('receivers on 60 slots at once (past the 32 blocking connections) are each served within ms', async () => {

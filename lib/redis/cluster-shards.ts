@@ -3,9 +3,10 @@
  * the same names and bytes as on standalone hosts (no hash tags added to channel or group keys).
  *
  * - Commands go through one ioredis `Cluster`, auto-pipelined: per node, everything of a tick
- *   is one write, whatever slots it touches (scripts through cluster-batch.ts, to the same end). The layer's "shard index" here is the key's slot,
- *   so every multi-key script call (a tick's sends, a group send's chunk, a drain) holds keys of
- *   one slot only: never CROSSSLOT.
+ *   is one write, whatever slots it touches; script calls and SPUBLISH are written straight to
+ *   their node's connection, one write per node and turn (cluster-writes.ts). The layer's
+ *   "shard index" here is the key's slot, so every multi-key script call (a tick's sends, a
+ *   group send's chunk, a drain) holds keys of one slot only: never CROSSSLOT.
  * - A command lost with its connection is never sent again behind the caller's back
  *   (`retryDelayOnFailover: 0`): the caller gets a ConnectionError saying it may or may not have
  *   run, as on a standalone shard. Redirections (MOVED, ASK, TRYAGAIN while a slot migrates,
@@ -31,7 +32,7 @@ import calculateSlot from 'cluster-key-slot';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { ConnectionError, errorMessage } from '../errors.ts';
 import { deadline } from '../deadline.ts';
-import { ScriptBatches } from './cluster-batch.ts';
+import { NodeWrites } from './cluster-writes.ts';
 import { explainFailure } from './failures.ts';
 import { nextReady } from './ready.ts';
 import { ERROR_TEXT } from './ioredis-internals.ts';
@@ -108,8 +109,8 @@ export class ClusterShards implements ShardSet {
   /** Open blocking connections of the reader: the slot each reads, and the node it went to. */
   private readonly blocking = new Map<Redis, { slot: number; node: string }>();
   private readyWait: Promise<void> | undefined;
-  /** Script calls batched per node and tick (cluster-batch.ts). */
-  private readonly batches: ScriptBatches;
+  /** Script calls and SPUBLISH, straight to their node (cluster-writes.ts). */
+  readonly writes: NodeWrites;
   /** Slots whose sharded subscriptions their old owner dropped: that owner, and since when. */
   private readonly movedAway = new Map<number, { node: string; since: number }>();
   /** Pub/Sub: masters' command connections are opened as soon as they are known. */
@@ -152,7 +153,7 @@ export class ClusterShards implements ShardSet {
       },
     });
     defineScripts(this.client as unknown as Redis, SCRIPTS);
-    this.batches = new ScriptBatches(this.client);
+    this.writes = new NodeWrites(this.client);
     this.troubleReport = events.trouble({
       client: this.client,
       on: (event, listener) => this.trouble.on(event, listener),
@@ -175,7 +176,7 @@ export class ClusterShards implements ShardSet {
   }
 
   run<T>(index: number, work: (client: Redis) => Promise<T>, command?: string): Promise<T> {
-    const { client } = this.batches;
+    const { client } = this.writes;
     if (this.client.status === 'ready') {
       try {
         return work(client).catch((err: unknown) => {

@@ -14,7 +14,7 @@ import { ClusterShards } from './cluster-shards.ts';
 import type { ShardHealth } from './health.ts';
 import { useHelloReadyCheck } from './hello.ts';
 import type { ClusterSpec } from './hosts.ts';
-import { prepareGlobalSubscriber } from './ioredis-internals.ts';
+import { prepareGlobalSubscriber, shardedMessagesAsBuffers } from './ioredis-internals.ts';
 import type { PubSubTransport, PubSubTransportOptions } from './pubsub-transport.ts';
 import type { ShardSetEvents } from './shard-set.ts';
 import { chunked, Subscriptions, type SubscriberPort } from './subscriber.ts';
@@ -44,7 +44,8 @@ function clusterSubscriber(
   explain: (name: string, err: unknown, command: string) => unknown,
 ): SubscriberPort {
   client.on(sharded ? 'smessageBuffer' : 'messageBuffer', onMessage);
-  if (!sharded) prepareGlobalSubscriber(client, useHelloReadyCheck);
+  if (sharded) shardedMessagesAsBuffers(client);
+  else prepareGlobalSubscriber(client, useHelloReadyCheck);
   const command = sharded ? 'the SSUBSCRIBE' : 'the SUBSCRIBE';
   return {
     get status() {
@@ -141,7 +142,7 @@ export class ClusterPubSub implements PubSubTransport {
         slot,
         (client: Redis) =>
           this.sharded
-            ? client.spublish(name, payload)
+            ? this.shards.writes.write(slot, 'spublish', [name, payload])
             : globalPublish(client, slot, name, payload),
         this.sharded ? 'the SPUBLISH' : 'the PUBLISH',
       )
