@@ -253,7 +253,11 @@ export class ClusterShards implements ShardSet {
   }
 
   readTargets(wakeKey: string): TargetsOf {
+    // Every receive notices its key, and a process's local channels all share one: its slot is
+    // worked out once, not per receive (a target lives as long as the shard set).
+    let last: { key: string; targets: readonly ReadTarget[] } | undefined;
     return (key) => {
+      if (last?.key === key) return last.targets;
       const slot = calculateSlot(key);
       let target = this.targets.get(slot);
       if (target === undefined) {
@@ -262,7 +266,8 @@ export class ClusterShards implements ShardSet {
         target = this.slotTarget(slot, `${wakeKey}:{${key}}`);
         this.targets.set(slot, target);
       }
-      return [target];
+      last = { key, targets: [target] };
+      return last.targets;
     };
   }
 
