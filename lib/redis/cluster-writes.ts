@@ -15,9 +15,10 @@
  * Every call holds keys of one slot. A call meeting a node that is not ready, a slot the
  * cluster does not know, or a redirection in reply (MOVED, ASK, TRYAGAIN, CLUSTERDOWN: a slot
  * moving, a master being replaced) goes (again) through the cluster client, which follows
- * redirections and learns the new slot map from them. One node's calls stay in call order
- * (NodeOrder): they are written to one connection, and what comes back to be sent again comes
- * back, and is sent again, in that order.
+ * redirections and learns the new slot map from them. One node's calls are written to one
+ * connection in call order, and what comes back redirected is sent again in the order it came
+ * back; a command that is not a script never overtakes a script call written before it, sent
+ * again or not (NodeOrder).
  */
 import calculateSlot from 'cluster-key-slot';
 import type { Cluster, Redis } from 'ioredis';
@@ -31,7 +32,7 @@ type Call = (...args: unknown[]) => Promise<unknown>;
 
 const REDIRECTED = /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN) /;
 
-/** A method written straight to a node: where its key is among its arguments, and whether it runs a script. */
+/** A method written straight to a node: where its key is among its arguments; a script or not. */
 interface Direct {
   keyAt: number;
   script: boolean;
