@@ -3,8 +3,9 @@
  * the same names and bytes as on standalone hosts (no hash tags added to channel or group keys).
  *
  * - Commands go through one ioredis `Cluster`, auto-pipelined: per node, everything of a tick
- *   is one write, whatever slots it touches; script calls and SPUBLISH are written straight to
- *   their node's connection, one write per node and turn (cluster-writes.ts). The layer's
+ *   is one write, whatever slots it touches; script calls, SPUBLISH and the layer's single-key
+ *   commands are written straight to their node's connection instead, one write per node and
+ *   turn, a non-script command after the scripts before it (cluster-writes.ts). The layer's
  *   "shard index" here is the key's slot, so every multi-key script call (a tick's sends, a
  *   group send's chunk, a drain) holds keys of one slot only: never CROSSSLOT.
  * - A command lost with its connection is never sent again behind the caller's back
@@ -109,7 +110,7 @@ export class ClusterShards implements ShardSet {
   /** Open blocking connections of the reader: the slot each reads, and the node it went to. */
   private readonly blocking = new Map<Redis, { slot: number; node: string }>();
   private readyWait: Promise<void> | undefined;
-  /** Script calls and SPUBLISH, straight to their node (cluster-writes.ts). */
+  /** Script calls, SPUBLISH and single-key commands, straight to their node (cluster-writes.ts). */
   readonly writes: NodeWrites;
   /** Slots whose sharded subscriptions their old owner dropped: that owner, and since when. */
   private readonly movedAway = new Map<number, { node: string; since: number }>();

@@ -191,10 +191,10 @@ export function clusterNode(cluster: Cluster, key: string): Redis | undefined {
  * Each forwards both 'smessage' and 'smessageBuffer' to the cluster, and a connection decodes a
  * message's name and payload as UTF-8 whenever its 'smessage' has a listener, though nobody
  * listens to the cluster's (0.8 µs of 8.5 of client CPU per message, 64 in flight). The
- * forwarder is removed from each subscriber there is and as ioredis makes more ('+subscriber').
- * Relies on the
- * cluster's `shardedSubscribers.shardedSubscribers` (`instance`, `messageListeners`); without
- * them every message is still decoded (correct, slower).
+ * forwarder is removed from each subscriber there is and as ioredis makes more ('+subscriber';
+ * the group and its Map are made once, with the cluster). Relies on the cluster's
+ * `shardedSubscribers.shardedSubscribers` (`instance`, `messageListeners`); without them every
+ * message is still decoded (correct, slower).
  */
 export function shardedMessagesAsBuffers(cluster: Cluster): void {
   const group = (cluster as unknown as { shardedSubscribers?: SubscriberGroupInternals })
