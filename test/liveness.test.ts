@@ -193,6 +193,25 @@ describe('liveness: dead processes leave no trace', () => {
     assert.equal(judge.stats().deadRemoved, 0);
   });
 
+  it("heartbeats go on after the registry server's script cache is flushed (EVAL on NOSCRIPT)", async () => {
+    const prefix = 'live-flush';
+    const layer = makeLayer({ prefix, liveness: LIVENESS });
+    const errors: unknown[] = [];
+    layer.on('error', (err) => errors.push(err));
+    await layer.newChannel(); // registers
+    const registry = placementOf(layer, REGISTRY_NAME);
+    const key = prefix + REGISTRY_NAME;
+    await waitFor(async () => (await registry.zscore(key, layer.clientPrefix)) !== null);
+    await registry.script('FLUSH');
+    const [seconds] = await registry.time();
+    const flushedAt = Number(seconds) * 1000;
+    // The next heartbeats meet NOSCRIPT, send the script itself and keep the score moving.
+    await waitFor(async () => Number(await registry.zscore(key, layer.clientPrefix)) > flushedAt, {
+      timeoutMs: 5_000,
+    });
+    assert.deepEqual(errors, []);
+  });
+
   it('the registry shard restarted after an outage: nobody is declared dead until deadAfterMs after it is back', async () => {
     const prefix = 'live-outage';
     const group = 'room';

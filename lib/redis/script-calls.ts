@@ -5,7 +5,7 @@
  */
 import type { Redis } from 'ioredis';
 import { NotAChannelQueue } from '../errors.ts';
-import { runScript, type ScriptSpec } from './scripts.ts';
+import { runScript, runScriptSeldom, type ScriptSpec } from './scripts.ts';
 
 /** The spec as given, with its slot names as literal types. */
 function script<F extends string = never, I extends string = never>(
@@ -271,7 +271,7 @@ export interface HeartbeatVerdict {
 
 /** Registers this process (server time) and returns which registered processes are dead. */
 export function heartbeatScript(client: Redis, args: HeartbeatArgs): Promise<HeartbeatVerdict> {
-  return runScript(client, HEARTBEAT, args).then((reply) => {
+  return runScriptSeldom(client, HEARTBEAT, args).then((reply) => {
     const [revived, graceUntil, ...dead] = reply as [number, number, ...string[]];
     return { revived: revived === 1, graceUntil, dead };
   });

@@ -9,8 +9,9 @@
  * function per script. A `-- @include "<file>"` line is replaced by that file of `lib/scripts/`
  * when the source is loaded, so code shared by scripts is written once.
  */
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { Redis } from 'ioredis';
+import { Command, type Redis } from 'ioredis';
 
 export type ScriptArg = string | Buffer | number;
 
@@ -119,4 +120,38 @@ export function runScript<F extends string, I extends string>(
   const commands = client as unknown as Record<string, ScriptFn | undefined>;
   if (commands[names.command] === undefined) defineScripts(client, [spec]);
   return commands[names.method]!.apply(client, scriptArgs(spec, fixed, items));
+}
+
+/** Per spec: the SHA1 of its source (the EVALSHA argument). */
+const shas = new WeakMap<ScriptSpec, string>();
+
+/**
+ * Runs `spec`'s script as runScript does, with plain EVALSHA (EVAL on NOSCRIPT) Commands: for a
+ * call made seldom in a busy process (the liveness heartbeat). ioredis gives each defined script
+ * a Command class of its own; the first one of a new class to reach ioredis's command path after
+ * V8 optimised it for the hot path's classes deoptimises it, and a two-process ping-pong's p99
+ * stayed about 1.3× for the rest of the run after each heartbeat (docs/performance.md "Liveness
+ * and the ping-pong tail"). A plain Command is a class the hot path already uses.
+ */
+export function runScriptSeldom<F extends string>(
+  client: Redis,
+  spec: ScriptSpec<F, never>,
+  fixed: Readonly<Record<F, ScriptArg>>,
+): Promise<unknown> {
+  const lua = scriptSource(spec.name);
+  let sha = shas.get(spec);
+  if (sha === undefined) {
+    sha = createHash('sha1').update(lua).digest('hex');
+    shas.set(spec, sha);
+  }
+  const args = scriptArgs(spec, fixed, []);
+  const replyEncoding = spec.buffers ? null : 'utf8';
+  const send = (command: Command): Promise<unknown> => {
+    void client.sendCommand(command);
+    return command.promise;
+  };
+  return send(new Command('evalsha', [sha, ...args], { replyEncoding })).catch((err: unknown) => {
+    if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
+    return send(new Command('eval', [lua, ...args], { replyEncoding }));
+  });
 }
