@@ -5,15 +5,9 @@
  */
 import { parseArgs } from 'node:util';
 import type { LayerConfig } from '../channel-layers.ts';
-import {
-  fromDjangoConfig,
-  isClusterHost,
-  resolveOptions,
-  type HostEntry,
-  type LayerOptions,
-} from '../config.ts';
+import { fromDjangoConfig, resolveOptions, type HostEntry, type LayerOptions } from '../config.ts';
 import { ConfigurationError } from '../errors.ts';
-import { parseCluster, parseHost, type ClusterSpec, type ShardSpec } from '../redis/hosts.ts';
+import { clusterOf, parseHost, type ClusterSpec, type ShardSpec } from '../redis/hosts.ts';
 import { crc32Placement, ringPlacement, type Placement } from '../redis/placement.ts';
 
 export const USAGE = `usage: chanlayer <inspect|top> [options]
@@ -151,9 +145,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv = process.env): 
     commandTimeoutMs: layer.commandTimeoutMs,
   };
   const options = resolveOptions(picked);
-  const [first] = options.hosts;
-  const cluster =
-    options.hosts.length === 1 && isClusterHost(first) ? parseCluster(first) : undefined;
+  const cluster = clusterOf(options.hosts);
   const shards = cluster ? [] : options.hosts.map((entry, i) => parseHost(entry, i));
   return {
     command,

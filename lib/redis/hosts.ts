@@ -104,6 +104,12 @@ function isPort(value: unknown): value is number {
  * then agree) go into `redisOptions`, so nodes found by discovery get them too, not just the
  * startup nodes.
  */
+/** `hosts`' Redis Cluster, when it is one (a `{ cluster }` entry, the only one), else undefined. */
+export function clusterOf(hosts: readonly HostEntry[]): ClusterSpec | undefined {
+  const [first] = hosts;
+  return hosts.length === 1 && isClusterHost(first) ? parseCluster(first) : undefined;
+}
+
 export function parseCluster(entry: ClusterHost, where = 'hosts[0]'): ClusterSpec {
   const { cluster, db, redisOptions, ...rest } = entry;
   if (!Array.isArray(cluster) || cluster.length === 0) {

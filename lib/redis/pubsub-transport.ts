@@ -4,11 +4,10 @@
  * Cluster (sharded or global Pub/Sub through its client: pubsub-cluster.ts). The layer keeps
  * channels, groups and mailboxes; a transport only moves names and payloads.
  */
-import { isClusterHost } from '../config.ts';
 import type { Closing } from '../closing.ts';
 import type { HostShardsOptions } from './host-shards.ts';
 import type { ShardHealth } from './health.ts';
-import { parseCluster } from './hosts.ts';
+import { clusterOf } from './hosts.ts';
 import { ClusterPubSub } from './pubsub-cluster.ts';
 import { HostPubSub } from './pubsub-hosts.ts';
 import type { ShardSetEvents } from './shard-set.ts';
@@ -51,9 +50,6 @@ export function createPubSubTransport(
   opts: PubSubTransportOptions,
   events: ShardSetEvents,
 ): PubSubTransport {
-  const [first] = hosts;
-  if (hosts.length === 1 && isClusterHost(first)) {
-    return new ClusterPubSub(parseCluster(first), opts, events);
-  }
-  return new HostPubSub(hosts, opts, events);
+  const cluster = clusterOf(hosts);
+  return cluster ? new ClusterPubSub(cluster, opts, events) : new HostPubSub(hosts, opts, events);
 }

@@ -10,10 +10,10 @@
  * counts them and emits them without letting a throwing listener break connection handling.
  */
 import type { Redis } from 'ioredis';
-import { isClusterHost, type HostEntry } from '../config.ts';
+import type { HostEntry } from '../config.ts';
 import { ClusterShards } from './cluster-shards.ts';
 import { HostShards, type HostShardsOptions } from './host-shards.ts';
-import { parseCluster } from './hosts.ts';
+import { clusterOf } from './hosts.ts';
 import type { ShardHealth } from './health.ts';
 import type { TargetsOf } from './reader.ts';
 import type { MasterAddress } from './sentinel-watch.ts';
@@ -73,9 +73,6 @@ export function createShardSet(
   opts: HostShardsOptions,
   events: ShardSetEvents,
 ): ShardSet {
-  const [first] = hosts;
-  if (hosts.length === 1 && isClusterHost(first)) {
-    return new ClusterShards(parseCluster(first), opts, events);
-  }
-  return new HostShards(hosts, opts, events);
+  const cluster = clusterOf(hosts);
+  return cluster ? new ClusterShards(cluster, opts, events) : new HostShards(hosts, opts, events);
 }
